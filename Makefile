@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: MIT
+# loopfast - top-level build. Outputs go to build/ only.
+
+CC ?= cc
+CLANG ?= clang
+BPFTOOL ?= bpftool
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+DESTDIR ?=
+EXTRA_CFLAGS ?=
+EXTRA_LDFLAGS ?=
+
+O := build
+VERSION := 0.1.0
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+LIBBPF_CFLAGS := $(shell $(PKG_CONFIG) --cflags libbpf 2>/dev/null)
+LIBBPF_LIBS := $(shell $(PKG_CONFIG) --libs libbpf 2>/dev/null || echo -lbpf)
+
+WARN := -Wall -Wextra -Werror
+CFLAGS := -O2 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibpf -Icommon -I$(O) \
+	  -DLF_VERSION='"$(VERSION)"' $(LIBBPF_CFLAGS) $(EXTRA_CFLAGS)
+DEPFLAGS = -MMD -MP
+BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) $(WARN) -Wno-unused-parameter \
+	      -Ibpf -Iinclude -idirafter /usr/include/$(MULTIARCH)
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer \
+       -fno-sanitize-recover=all
+
+CRITERION_LIBS := $(shell $(PKG_CONFIG) --libs criterion 2>/dev/null || echo -lcriterion)
+
+DAEMON_SRCS := $(wildcard daemon/*.c)
+CLI_SRCS := $(wildcard cli/*.c)
+COMMON_SRCS := $(wildcard common/*.c)
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+IT_SRCS := $(wildcard tests/integration/*.c)
+TESTLIB_SRCS := $(wildcard tests/lib/*.c)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+
+UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/unit-%,$(UNIT_SRCS))
+UNIT_ASAN_BINS := $(patsubst tests/unit/%.c,$(O)/tests/asan-unit-%,$(UNIT_SRCS))
+IT_BINS := $(patsubst tests/integration/%.c,$(O)/tests/it-%,$(IT_SRCS))
+TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
+EXAMPLE_BINS := $(patsubst examples/%.c,$(O)/examples/%,$(EXAMPLE_SRCS))
+
+.DELETE_ON_ERROR:
+.PHONY: all clean install uninstall check demo deps tests format bench
+
+all: $(O)/loopfastd $(O)/loopfastctl $(EXAMPLE_BINS)
+
+deps:
+	$(Q)scripts/deps.sh
+
+$(O):
+	$(Q)mkdir -p $(O) $(O)/obj/daemon $(O)/obj/cli $(O)/obj/common \
+		$(O)/obj/tests/lib $(O)/tests $(O)/examples
+
+$(O)/loopfast.bpf.o: bpf/loopfast.bpf.c | $(O)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) $(DEPFLAGS) -MF $(O)/loopfast.bpf.d -MT $@ \
+		-c $< -o $@
+
+$(O)/loopfast.skel.h: $(O)/loopfast.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name loopfast_bpf > $@
+
+$(O)/obj/%.o: %.c | $(O)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(O)/obj/daemon/%.o: $(O)/loopfast.skel.h
+
+DAEMON_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(DAEMON_SRCS) $(COMMON_SRCS))
+CLI_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(CLI_SRCS) $(COMMON_SRCS))
+
+$(O)/loopfastd: $(DAEMON_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LIBBPF_LIBS) -lelf -lz $(EXTRA_LDFLAGS)
+
+$(O)/loopfastctl: $(CLI_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(EXTRA_LDFLAGS)
+
+$(O)/examples/%: examples/%.c | $(O)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d $< -o $@ -lpthread
+
+# Tests: unit tests (plain and ASan+UBSan), integration tests, helper tools.
+TESTLIB_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(TESTLIB_SRCS) $(COMMON_SRCS))
+
+$(O)/tests/unit-%: tests/unit/%.c | $(O)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d $< $(COMMON_SRCS) -o $@ $(CRITERION_LIBS)
+
+$(O)/tests/asan-unit-%: tests/unit/%.c | $(O)
+	$(call msg,CC-ASAN,$@)
+	$(Q)$(CC) $(CFLAGS) $(SAN) $(DEPFLAGS) -MF $@.d $< $(COMMON_SRCS) -o $@ $(CRITERION_LIBS)
+
+$(O)/tests/it-%: tests/integration/%.c $(TESTLIB_OBJS) | $(O)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests/lib $(DEPFLAGS) -MF $@.d $< $(TESTLIB_OBJS) -o $@ \
+		$(CRITERION_LIBS) -lpthread
+
+$(O)/tests/%: tests/tools/%.c | $(O)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests/lib $(DEPFLAGS) -MF $@.d $< -o $@ -lpthread
+
+tests: all $(UNIT_BINS) $(UNIT_ASAN_BINS) $(IT_BINS) $(TOOL_BINS)
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)scripts/run-tests.sh $(O)
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/demo.sh $(O)
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS)
+	$(Q)scripts/bench.sh $(O)
+
+format:
+	$(Q)clang-format -i $(DAEMON_SRCS) $(CLI_SRCS) $(COMMON_SRCS) $(wildcard */*.h) \
+		bpf/*.c $(UNIT_SRCS) $(IT_SRCS) $(TESTLIB_SRCS) $(TOOL_SRCS) $(EXAMPLE_SRCS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/include $(DESTDIR)/lib/systemd/system
+	install -m 0755 $(O)/loopfastd $(DESTDIR)$(PREFIX)/sbin/loopfastd
+	install -m 0755 $(O)/loopfastctl $(DESTDIR)$(PREFIX)/bin/loopfastctl
+	install -m 0644 include/loopfast.h $(DESTDIR)$(PREFIX)/include/loopfast.h
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' systemd/loopfast.service.in > \
+		$(DESTDIR)/lib/systemd/system/loopfast.service
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/loopfastd $(DESTDIR)$(PREFIX)/bin/loopfastctl \
+		$(DESTDIR)$(PREFIX)/include/loopfast.h \
+		$(DESTDIR)/lib/systemd/system/loopfast.service
+
+clean:
+	rm -rf $(O)
+
+-include $(wildcard $(O)/*.d $(O)/obj/*/*.d $(O)/obj/*/*/*.d $(O)/tests/*.d $(O)/examples/*.d)

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: MIT
+/*
+ * log.c - one logger: stderr, one line per message. Under systemd
+ * (journald) each line starts with "<N>", the syslog priority.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+static const char *log_ident = "loopfast";
+static enum lf_log_level log_max = LF_LOG_INFO;
+static int log_prefix;
+
+void lf_log_setup(const char *ident, enum lf_log_level level, int prefix)
+{
+	log_ident = ident;
+	log_max = level;
+	log_prefix = prefix;
+}
+
+void lf_log_raise(void)
+{
+	if (log_max < LF_LOG_DEBUG)
+		log_max = log_max == LF_LOG_WARN ? LF_LOG_INFO : LF_LOG_DEBUG;
+}
+
+enum lf_log_level lf_log_level(void)
+{
+	return log_max;
+}
+
+void lf_log(enum lf_log_level level, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	size_t n;
+
+	if (level > log_max)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	n = strlen(buf);
+	while (n && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	if (log_prefix)
+		fprintf(stderr, "<%d>%s\n", level, buf);
+	else
+		fprintf(stderr, "%s: %s\n", log_ident, buf);
+}

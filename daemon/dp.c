@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dp.c - the data path: load the BPF side, attach it to one cgroup with
+ * BPF links, pin links and maps; adopt what a previous run pinned; unload.
+ *
+ * Pin layout under the pin dir:
+ *   maps/{sk_store,sockhash,conns,config,stats}
+ *   links/{setsockopt,getsockopt,sockops,recv_length}
+ * links/recv_length is pinned last and marks a complete data path.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "log.h"
+#include "loopfastd.h"
+#include "loopfast.skel.h"
+
+#define COMPLETE_MARK "links/recv_length"
+
+static const char *const map_pins[] = { "sk_store", "sockhash", "conns",
+					"config", "stats" };
+static const char *const link_pins[] = { "setsockopt", "getsockopt",
+					 "sockops", "recv_length" };
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+static int pin_path(char *buf, size_t size, const char *dir, const char *sub,
+		    const char *name)
+{
+	if (snprintf(buf, size, "%s/%s/%s", dir, sub, name) >= (int)size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int pin_exists(const char *dir, const char *rel)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	return !access(path, F_OK);
+}
+
+static const char *hint_of(int err)
+{
+	if (err == -EPERM)
+		return " (run as root, or with CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON)";
+	return "";
+}
+
+static int map_get(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	pin_path(path, sizeof(path), dir, "maps", name);
+	fd = bpf_obj_get(path);
+	if (fd < 0) {
+		fd = -errno;
+		pr_err("open pinned map '%s': %s%s", path, strerror(-fd),
+		       hint_of(fd));
+	}
+	return fd;
+}
+
+/* The cgroup id a pinned cgroup link is attached to. */
+static int pinned_link_cgroup(const char *dir, __u64 *id)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	int fd, err = 0;
+
+	pin_path(path, sizeof(path), dir, "links", "sockops");
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -errno;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		err = -errno;
+	else
+		*id = info.cgroup.cgroup_id;
+	close(fd);
+	return err;
+}
+
+static int cgroup_id_of(const char *path, __u64 *id)
+{
+	struct stat st;
+
+	if (stat(path, &st))
+		return -errno;
+	*id = st.st_ino;
+	return 0;
+}
+
+/* Re-use a complete data path pinned by an earlier run. */
+static int dp_adopt(struct lf_dp *dp, const struct lf_opts *opts)
+{
+	__u64 want = 0, have = 0;
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	int err;
+
+	cgroup_id_of(opts->cgroup, &want);
+	err = pinned_link_cgroup(opts->pin_dir, &have);
+	if (err || (have && want && have != want)) {
+		pr_err("pin dir '%s' holds a data path attached to another cgroup; run 'loopfastd --unload --pin-dir %s' first or choose another --pin-dir",
+		       opts->pin_dir, opts->pin_dir);
+		return err ? err : -EEXIST;
+	}
+	dp->config_fd = map_get(opts->pin_dir, "config");
+	dp->stats_fd = map_get(opts->pin_dir, "stats");
+	dp->conns_fd = map_get(opts->pin_dir, "conns");
+	if (dp->config_fd < 0 || dp->stats_fd < 0 || dp->conns_fd < 0)
+		return -ENOENT;
+	if (!bpf_obj_get_info_by_fd(dp->conns_fd, &info, &len))
+		dp->sockhash_size = info.max_entries;
+	dp->adopted = 1;
+	pr_info("adopted the data path pinned in %s", opts->pin_dir);
+	return 0;
+}
+
+static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
+{
+	struct loopfast_bpf *skel;
+	int err;
+
+	skel = loopfast_bpf__open();
+	if (!skel) {
+		err = -errno;
+		pr_err("open BPF object: %s", strerror(-err));
+		return err;
+	}
+	bpf_map__set_max_entries(skel->maps.lf_sockhash, opts->sockhash_size);
+	bpf_map__set_max_entries(skel->maps.lf_conns, opts->sockhash_size);
+	err = loopfast_bpf__load(skel);
+	if (err) {
+		pr_err("load BPF programs: %s%s", strerror(-err), hint_of(err));
+		if (err == -EACCES)
+			pr_err("the verifier refused a program; run with -vv for its log");
+		else if (err != -EPERM)
+			pr_err("the kernel may lack sockmap, sk_storage or BTF support; 'loopfastctl check' tells what is missing");
+		loopfast_bpf__destroy(skel);
+		return err;
+	}
+	dp->skel = skel;
+	dp->config_fd = bpf_map__fd(skel->maps.lf_config);
+	dp->stats_fd = bpf_map__fd(skel->maps.lf_stats);
+	dp->conns_fd = bpf_map__fd(skel->maps.lf_conns);
+	dp->sockhash_size = opts->sockhash_size;
+	return 0;
+}
+
+static struct bpf_link **dp_links(struct loopfast_bpf *skel, int i)
+{
+	struct bpf_link **links[] = {
+		&skel->links.lf_setsockopt,
+		&skel->links.lf_getsockopt,
+		&skel->links.lf_sockops,
+		&skel->links.lf_recv_length,
+	};
+
+	return links[i];
+}
+
+static struct bpf_program *dp_prog(struct loopfast_bpf *skel, int i)
+{
+	struct bpf_program *progs[] = {
+		skel->progs.lf_setsockopt,
+		skel->progs.lf_getsockopt,
+		skel->progs.lf_sockops,
+		skel->progs.lf_recv_length,
+	};
+
+	return progs[i];
+}
+
+/* Attach everything: sk_msg to the sockhash, the rest with BPF links. */
+static int dp_attach(struct lf_dp *dp, const struct lf_opts *opts)
+{
+	struct loopfast_bpf *skel = dp->skel;
+	struct bpf_link *link;
+	int cg_fd, err, i;
+
+	err = bpf_prog_attach(bpf_program__fd(skel->progs.lf_msg),
+			      bpf_map__fd(skel->maps.lf_sockhash),
+			      BPF_SK_MSG_VERDICT, 0);
+	if (err) {
+		err = -errno;
+		pr_err("prog 'lf_msg': attach to sockhash: %s", strerror(-err));
+		return err;
+	}
+	cg_fd = open(opts->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg_fd < 0) {
+		err = -errno;
+		pr_err("open cgroup '%s': %s (is it a cgroup v2 directory?)",
+		       opts->cgroup, strerror(-err));
+		return err;
+	}
+	for (i = 0; i < 3; i++) {
+		link = bpf_program__attach_cgroup(dp_prog(skel, i), cg_fd);
+		err = libbpf_get_error(link);
+		if (err) {
+			pr_err("prog '%s': attach to cgroup '%s': %s%s",
+			       bpf_program__name(dp_prog(skel, i)),
+			       opts->cgroup, strerror(-err), hint_of(err));
+			goto out_close;
+		}
+		*dp_links(skel, i) = link;
+	}
+	link = bpf_program__attach(skel->progs.lf_recv_length);
+	err = libbpf_get_error(link);
+	if (err) {
+		pr_err("prog 'lf_recv_length': attach to tracepoint sock_recv_length: %s%s",
+		       strerror(-err), hint_of(err));
+		goto out_close;
+	}
+	skel->links.lf_recv_length = link;
+out_close:
+	close(cg_fd);
+	return err;
+}
+
+static int dp_pin(struct lf_dp *dp, const char *dir)
+{
+	struct loopfast_bpf *skel = dp->skel;
+	struct bpf_map *maps[] = { skel->maps.lf_sk_store,
+				   skel->maps.lf_sockhash,
+				   skel->maps.lf_conns, skel->maps.lf_config,
+				   skel->maps.lf_stats };
+	char path[PATH_MAX];
+	unsigned int i;
+	int err;
+
+	for (i = 0; i < ARRAY_SIZE(maps); i++) {
+		pin_path(path, sizeof(path), dir, "maps", map_pins[i]);
+		err = bpf_map__pin(maps[i], path);
+		if (err)
+			goto out_err;
+	}
+	for (i = 0; i < ARRAY_SIZE(link_pins); i++) {
+		pin_path(path, sizeof(path), dir, "links", link_pins[i]);
+		err = bpf_link__pin(*dp_links(skel, i), path);
+		if (err)
+			goto out_err;
+	}
+	return 0;
+out_err:
+	pr_err("pin '%s': %s", path, strerror(-err));
+	return err;
+}
+
+static int dp_mkdirs(const char *dir)
+{
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/maps", dir);
+	err = lf_mkdir_p(path, 0700);
+	if (err)
+		return err;
+	snprintf(path, sizeof(path), "%s/links", dir);
+	return lf_mkdir_p(path, 0700);
+}
+
+/*
+ * Load and attach a fresh data path, or adopt the one pinned in the pin
+ * dir, so that a restart keeps live fast connections on their path.
+ */
+int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts)
+{
+	int err;
+
+	memset(dp, 0, sizeof(*dp));
+	dp->config_fd = dp->stats_fd = dp->conns_fd = -1;
+	err = lf_bpffs_ensure(opts->pin_dir);
+	if (err)
+		return err;
+	if (pin_exists(opts->pin_dir, COMPLETE_MARK))
+		return dp_adopt(dp, opts);
+	if (pin_exists(opts->pin_dir, "maps") ||
+	    pin_exists(opts->pin_dir, "links")) {
+		pr_warn("pin dir '%s' holds an incomplete data path; removing it",
+			opts->pin_dir);
+		lf_dp_unload(opts->pin_dir);
+		err = lf_bpffs_ensure(opts->pin_dir);
+		if (err)
+			return err;
+	}
+	err = dp_mkdirs(opts->pin_dir);
+	if (!err)
+		err = dp_load(dp, opts);
+	if (err)
+		return err;
+	return 0;
+}
+
+/*
+ * Second step of a fresh open, once the first heartbeat is in the config
+ * map: attach, then pin. Adopted data paths are attached already.
+ */
+int lf_dp_attach(struct lf_dp *dp, const struct lf_opts *opts)
+{
+	int err;
+
+	if (dp->adopted)
+		return 0;
+	err = dp_attach(dp, opts);
+	if (!err)
+		err = dp_pin(dp, opts->pin_dir);
+	if (err)
+		lf_dp_unload(opts->pin_dir);
+	else
+		pr_info("data path attached to cgroup %s, pinned in %s",
+			opts->cgroup, opts->pin_dir);
+	return err;
+}
+
+void lf_dp_close(struct lf_dp *dp)
+{
+	if (dp->skel) {
+		loopfast_bpf__destroy(dp->skel);
+	} else {
+		if (dp->config_fd >= 0)
+			close(dp->config_fd);
+		if (dp->stats_fd >= 0)
+			close(dp->stats_fd);
+		if (dp->conns_fd >= 0)
+			close(dp->conns_fd);
+	}
+	dp->skel = NULL;
+	dp->config_fd = dp->stats_fd = dp->conns_fd = -1;
+}
+
+int lf_dp_config_write(struct lf_dp *dp, const struct lf_config *cfg)
+{
+	__u32 zero = 0;
+
+	if (bpf_map_update_elem(dp->config_fd, &zero, cfg, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int lf_dp_config_read(struct lf_dp *dp, struct lf_config *cfg)
+{
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(dp->config_fd, &zero, cfg))
+		return -errno;
+	return 0;
+}
+
+/* Sum the per-CPU counters. */
+int lf_dp_stats_read(struct lf_dp *dp, __u64 out[LF_ST_MAX])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 vals[ncpu > 0 ? ncpu : 1];
+	__u32 i;
+	int c;
+
+	if (ncpu <= 0)
+		return ncpu ? ncpu : -EINVAL;
+	for (i = 0; i < LF_ST_MAX; i++) {
+		out[i] = 0;
+		if (bpf_map_lookup_elem(dp->stats_fd, &i, vals))
+			return -errno;
+		for (c = 0; c < ncpu; c++)
+			out[i] += vals[c];
+	}
+	return 0;
+}
+
+static void unpin_link(const char *path)
+{
+	int fd = bpf_obj_get(path);
+
+	if (fd >= 0) {
+		/* Cgroup links detach now, whoever else holds them. */
+		bpf_link_detach(fd);
+		close(fd);
+	}
+	if (unlink(path) && errno != ENOENT)
+		pr_warn("unpin '%s': %s", path, strerror(errno));
+}
+
+/*
+ * Detach and unpin everything in pin_dir. Paired sockets keep their
+ * programs and maps alive until they close, so no byte is lost.
+ */
+int lf_dp_unload(const char *pin_dir)
+{
+	char path[PATH_MAX];
+	unsigned int i;
+	int err = 0;
+
+	for (i = 0; i < ARRAY_SIZE(link_pins); i++) {
+		pin_path(path, sizeof(path), pin_dir, "links", link_pins[i]);
+		unpin_link(path);
+	}
+	for (i = 0; i < ARRAY_SIZE(map_pins); i++) {
+		pin_path(path, sizeof(path), pin_dir, "maps", map_pins[i]);
+		if (unlink(path) && errno != ENOENT) {
+			err = -errno;
+			pr_warn("unpin '%s': %s", path, strerror(errno));
+		}
+	}
+	snprintf(path, sizeof(path), "%s/links", pin_dir);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/maps", pin_dir);
+	rmdir(path);
+	if (rmdir(pin_dir) && errno != ENOENT) {
+		err = -errno;
+		pr_warn("remove pin dir '%s': %s", pin_dir, strerror(errno));
+	}
+	return err;
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/* loopfastd.h - the daemon's pieces and what they share. */
+#ifndef LOOPFASTD_H
+#define LOOPFASTD_H
+
+#include <limits.h>
+#include <linux/types.h>
+
+#include "lf_shared.h"
+
+struct loopfast_bpf;
+
+struct lf_opts {
+	char cgroup[PATH_MAX];
+	char pin_dir[PATH_MAX];
+	char socket[PATH_MAX];
+	char config[PATH_MAX];
+	int foreground;
+	int unload;
+	int mode;	   /* enum lf_mode */
+	int filter_ignore; /* filter-policy ignore */
+	__u32 sockhash_size;
+	__u64 detour_limit;
+};
+
+/* The data path: BPF objects loaded (or adopted from the pin dir). */
+struct lf_dp {
+	struct loopfast_bpf *skel; /* NULL when adopted from pins */
+	int config_fd;
+	int stats_fd;
+	int conns_fd;
+	int adopted;
+	__u32 sockhash_size;
+};
+
+/* sys.c */
+int lf_cgroup2_root(char *buf, size_t size);
+int lf_bpffs_ensure(const char *pin_dir);
+int lf_mkdir_p(const char *path, unsigned int mode);
+const char *lf_mode_name(int mode);
+int lf_mode_parse(const char *s);
+
+/* dp.c */
+int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts);
+int lf_dp_attach(struct lf_dp *dp, const struct lf_opts *opts);
+void lf_dp_close(struct lf_dp *dp);
+int lf_dp_config_write(struct lf_dp *dp, const struct lf_config *cfg);
+int lf_dp_config_read(struct lf_dp *dp, struct lf_config *cfg);
+int lf_dp_stats_read(struct lf_dp *dp, __u64 out[LF_ST_MAX]);
+int lf_dp_unload(const char *pin_dir);
+
+/* control.c */
+struct lf_daemon;
+int lf_ctl_listen(const char *path);
+void lf_ctl_serve(struct lf_daemon *d, int lfd);
+void lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n);
+void lf_ctl_handle(struct lf_daemon *d, void *pfds, int n);
+void lf_ctl_close_all(struct lf_daemon *d);
+
+#define LF_CTL_MAX_CLIENTS 32
+
+struct lf_client {
+	int fd;
+	size_t len;
+	char buf[512];
+};
+
+struct lf_daemon {
+	struct lf_opts opts;
+	struct lf_dp dp;
+	struct lf_config cfg;
+	int ctl_fd;
+	int quit;	/* 1: exit, keep pins; 2: unload and exit */
+	struct lf_client clients[LF_CTL_MAX_CLIENTS];
+};
+
+int lf_daemon_set_mode(struct lf_daemon *d, int mode);
+int lf_daemon_set_filter_policy(struct lf_daemon *d, int ignore);
+
+#endif /* LOOPFASTD_H */

@@ -1,0 +1,558 @@
+// SPDX-License-Identifier: MIT
+/*
+ * loopfastd - loads, attaches and pins loopfast's BPF side, writes its
+ * heartbeat, owns the policy and serves the control socket.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/libbpf.h>
+
+#include "ctl.h"
+#include "log.h"
+#include "loopfastd.h"
+
+enum opt_id {
+	OPT_FOREGROUND = 'f',
+	OPT_HELP = 'h',
+	OPT_VERBOSE = 'v',
+	OPT_CGROUP = 256,
+	OPT_PIN_DIR,
+	OPT_SOCKET,
+	OPT_MODE,
+	OPT_CONFIG,
+	OPT_FILTER_POLICY,
+	OPT_SOCKHASH_SIZE,
+	OPT_DETOUR_LIMIT,
+	OPT_UNLOAD,
+	OPT_VERSION,
+};
+
+/* The one option table: parsing, config-file keys and --help. */
+static const struct opt_desc {
+	const char *name;
+	int has_arg;
+	int id;
+	const char *arg;
+	const char *help;
+} opt_table[] = {
+	{ "foreground", 0, OPT_FOREGROUND, NULL,
+	  "stay in the foreground (systemd, tests)" },
+	{ "cgroup", 1, OPT_CGROUP, "PATH",
+	  "cgroup v2 directory to attach to (default: the cgroup2 root)" },
+	{ "pin-dir", 1, OPT_PIN_DIR, "DIR",
+	  "bpffs directory for links and maps (default " LF_DEFAULT_PIN_DIR
+	  ")" },
+	{ "socket", 1, OPT_SOCKET, "PATH",
+	  "control socket (default " LF_DEFAULT_SOCKET ")" },
+	{ "mode", 1, OPT_MODE, "MODE", "opt-in (default), all or off" },
+	{ "filter-policy", 1, OPT_FILTER_POLICY, "POLICY",
+	  "respect (default) or ignore filter hooks" },
+	{ "sockhash-size", 1, OPT_SOCKHASH_SIZE, "N",
+	  "fast sockets at most (default 65536)" },
+	{ "detour-limit", 1, OPT_DETOUR_LIMIT, "BYTES",
+	  "unread bytes that send a direction through TCP (default 4194304)" },
+	{ "config", 1, OPT_CONFIG, "FILE",
+	  "read 'key = value' lines with these option names" },
+	{ "unload", 0, OPT_UNLOAD, NULL,
+	  "detach and unpin the data path in --pin-dir, then exit" },
+	{ "verbose", 0, OPT_VERBOSE, NULL, "more log (repeat for debug)" },
+	{ "version", 0, OPT_VERSION, NULL, "print versions and exit" },
+	{ "help", 0, OPT_HELP, NULL, "this text" },
+};
+
+#define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+
+static void usage(FILE *f)
+{
+	char left[64];
+	size_t i;
+
+	fprintf(f, "Usage: loopfastd [OPTION]...\n"
+		   "Loopback TCP fast path daemon.\n\n");
+	for (i = 0; i < N_OPTS; i++) {
+		snprintf(left, sizeof(left), "--%s%s%s", opt_table[i].name,
+			 opt_table[i].arg ? " " : "",
+			 opt_table[i].arg ? opt_table[i].arg : "");
+		fprintf(f, "  %-26s %s\n", left, opt_table[i].help);
+	}
+}
+
+static int parse_u64(const char *s, __u64 *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s || *end || *s == '-')
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* Apply one option (from argv or the config file); -EINVAL names it. */
+static int opt_apply(struct lf_opts *o, int id, const char *val)
+{
+	__u64 v;
+
+	switch (id) {
+	case OPT_FOREGROUND:
+		o->foreground = 1;
+		return 0;
+	case OPT_UNLOAD:
+		o->unload = 1;
+		return 0;
+	case OPT_VERBOSE:
+		lf_log_raise();
+		return 0;
+	case OPT_CGROUP:
+		snprintf(o->cgroup, sizeof(o->cgroup), "%s", val);
+		return 0;
+	case OPT_PIN_DIR:
+		snprintf(o->pin_dir, sizeof(o->pin_dir), "%s", val);
+		return 0;
+	case OPT_SOCKET:
+		snprintf(o->socket, sizeof(o->socket), "%s", val);
+		return 0;
+	case OPT_CONFIG:
+		snprintf(o->config, sizeof(o->config), "%s", val);
+		return 0;
+	case OPT_MODE:
+		o->mode = lf_mode_parse(val);
+		return o->mode < 0 ? -EINVAL : 0;
+	case OPT_FILTER_POLICY:
+		if (strcmp(val, "respect") && strcmp(val, "ignore"))
+			return -EINVAL;
+		o->filter_ignore = !strcmp(val, "ignore");
+		return 0;
+	case OPT_SOCKHASH_SIZE:
+		if (parse_u64(val, &v) || !v || v > (1U << 24))
+			return -EINVAL;
+		o->sockhash_size = v;
+		return 0;
+	case OPT_DETOUR_LIMIT:
+		if (parse_u64(val, &v) || v < 4096)
+			return -EINVAL;
+		o->detour_limit = v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static const struct opt_desc *opt_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < N_OPTS; i++)
+		if (!strcmp(opt_table[i].name, name))
+			return &opt_table[i];
+	return NULL;
+}
+
+static const char *opt_find_id_name(int id)
+{
+	size_t i;
+
+	for (i = 0; i < N_OPTS; i++)
+		if (opt_table[i].id == id)
+			return opt_table[i].name;
+	return "?";
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && strchr(" \t\r\n", e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* The config file: "key = value" lines, '#' comments, keys = long options. */
+static int config_load(struct lf_opts *o, const char *path)
+{
+	const struct opt_desc *od;
+	char line[PATH_MAX + 64], *key, *val, *eq;
+	int lineno = 0, err = 0;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (!f) {
+		err = -errno;
+		pr_err("config '%s': %s", path, strerror(-err));
+		return err;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		key = trim(line);
+		if (!*key || *key == '#')
+			continue;
+		eq = strchr(key, '=');
+		val = eq ? trim(eq + 1) : (char *)"";
+		if (eq)
+			*eq = '\0';
+		key = trim(key);
+		od = opt_find(key);
+		if (!od || od->id == OPT_CONFIG || od->id == OPT_HELP ||
+		    od->id == OPT_VERSION || opt_apply(o, od->id, val)) {
+			pr_err("config '%s' line %d: bad setting '%s'", path,
+			       lineno, key);
+			err = -EINVAL;
+			break;
+		}
+	}
+	fclose(f);
+	return err;
+}
+
+static void opts_defaults(struct lf_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	snprintf(o->pin_dir, sizeof(o->pin_dir), "%s", LF_DEFAULT_PIN_DIR);
+	snprintf(o->socket, sizeof(o->socket), "%s", LF_DEFAULT_SOCKET);
+	o->mode = LF_MODE_OPT_IN;
+	o->sockhash_size = LF_DEFAULT_SOCKHASH_SIZE;
+	o->detour_limit = LF_DEFAULT_DETOUR_LIMIT;
+}
+
+static void print_version(void)
+{
+	printf("loopfastd %s (libbpf %u.%u)\n", LF_VERSION,
+	       libbpf_major_version(), libbpf_minor_version());
+}
+
+/*
+ * argv first names a config file (if any); its settings load first and
+ * the command line overrides them. Returns 1 when the program should exit
+ * with success (--help, --version), 0 to go on, -EINVAL on a usage error.
+ */
+static int opts_parse(struct lf_opts *o, int argc, char **argv)
+{
+	struct option lopts[N_OPTS + 1];
+	int c, i, pass, err;
+
+	memset(lopts, 0, sizeof(lopts));
+	for (i = 0; i < (int)N_OPTS; i++) {
+		lopts[i].name = opt_table[i].name;
+		lopts[i].has_arg = opt_table[i].has_arg;
+		lopts[i].val = opt_table[i].id;
+	}
+	for (pass = 0; pass < 2; pass++) {
+		optind = 1;
+		opterr = pass;
+		while ((c = getopt_long(argc, argv, "fhv", lopts, NULL)) != -1) {
+			if (c == '?') {
+				if (pass)
+					return -EINVAL;
+				continue;
+			}
+			if (c == OPT_HELP) {
+				usage(stdout);
+				return 1;
+			}
+			if (c == OPT_VERSION) {
+				print_version();
+				return 1;
+			}
+			if ((pass == 0) != (c == OPT_CONFIG))
+				continue;
+			if (opt_apply(o, c, optarg)) {
+				fprintf(stderr, "loopfastd: invalid value '%s' for --%s\n",
+					optarg, opt_find_id_name(c));
+				return -EINVAL;
+			}
+		}
+		if (pass == 0 && o->config[0]) {
+			err = config_load(o, o->config);
+			if (err)
+				return err;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "loopfastd: unexpected argument '%s'\n",
+			argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static __u64 monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* Write the current policy and a fresh heartbeat into the config map. */
+static int daemon_publish(struct lf_daemon *d)
+{
+	int err;
+
+	d->cfg.heartbeat_ns = monotonic_ns();
+	err = lf_dp_config_write(&d->dp, &d->cfg);
+	if (err)
+		pr_err("write config map: %s", strerror(-err));
+	return err;
+}
+
+int lf_daemon_set_mode(struct lf_daemon *d, int mode)
+{
+	if (d->cfg.mode != (__u32)mode)
+		pr_info("mode %s -> %s", lf_mode_name(d->cfg.mode),
+			lf_mode_name(mode));
+	d->cfg.mode = mode;
+	d->opts.mode = mode;
+	return daemon_publish(d);
+}
+
+int lf_daemon_set_filter_policy(struct lf_daemon *d, int ignore)
+{
+	d->opts.filter_ignore = ignore;
+	pr_info("filter-policy %s", ignore ? "ignore" : "respect");
+	return daemon_publish(d);
+}
+
+/* Tell systemd (Type=notify) through $NOTIFY_SOCKET, without libsystemd. */
+static void sd_notify_msg(const char *msg)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	const char *path = getenv("NOTIFY_SOCKET");
+	socklen_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') ||
+	    strlen(path) >= sizeof(sun.sun_path))
+		return;
+	strcpy(sun.sun_path, path);
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';
+	len = offsetof(struct sockaddr_un, sun_path) + strlen(path);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun,
+	       len);
+	close(fd);
+}
+
+static int signals_open(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+/* SIGHUP: re-read the config file's mode and filter policy. */
+static void daemon_reload(struct lf_daemon *d)
+{
+	struct lf_opts o;
+
+	if (!d->opts.config[0])
+		return;
+	opts_defaults(&o);
+	if (config_load(&o, d->opts.config))
+		return;
+	d->opts.filter_ignore = o.filter_ignore;
+	lf_daemon_set_mode(d, o.mode);
+}
+
+static void signals_read(struct lf_daemon *d, int sfd)
+{
+	struct signalfd_siginfo si;
+
+	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			pr_info("reloading %s", d->opts.config);
+			daemon_reload(d);
+		} else {
+			pr_info("signal %u: exiting; the data path stays pinned",
+				si.ssi_signo);
+			d->quit = 1;
+		}
+	}
+}
+
+static int daemon_loop(struct lf_daemon *d, int sfd)
+{
+	struct pollfd pfds[2 + LF_CTL_MAX_CLIENTS];
+	__u64 next = 0, now;
+	int n, timeout;
+
+	while (!d->quit) {
+		now = monotonic_ns();
+		if (now >= next) {
+			daemon_publish(d);
+			next = now + LF_HEARTBEAT_PERIOD_MS * 1000000ULL;
+		}
+		pfds[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+		pfds[1] = (struct pollfd){ .fd = d->ctl_fd, .events = POLLIN };
+		n = 2;
+		lf_ctl_poll_fds(d, pfds, &n);
+		timeout = (next - now) / 1000000 + 1;
+		if (poll(pfds, n, timeout) < 0 && errno != EINTR)
+			return -errno;
+		if (pfds[0].revents)
+			signals_read(d, sfd);
+		if (pfds[1].revents)
+			lf_ctl_serve(d, d->ctl_fd);
+		lf_ctl_handle(d, pfds + 2, n - 2);
+	}
+	return 0;
+}
+
+/* Fill in the defaults that depend on the system. */
+static int opts_resolve(struct lf_opts *o)
+{
+	int err;
+
+	if (o->cgroup[0])
+		return 0;
+	err = lf_cgroup2_root(o->cgroup, sizeof(o->cgroup));
+	if (err)
+		pr_err("no cgroup v2 mount in /proc/self/mounts; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified) or pass --cgroup");
+	return err;
+}
+
+/*
+ * Without --foreground: fork, and let the parent exit only once the child
+ * is ready (or failed), so the exit status means something.
+ */
+static int daemonize(int *ready_fd)
+{
+	int pfd[2];
+	char c = 1;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &c, 1) != 1)
+			c = 1;
+		_exit(c);
+	}
+	close(pfd[0]);
+	setsid();
+	*ready_fd = pfd[1];
+	return 0;
+}
+
+static void ready_report(int *ready_fd, int status)
+{
+	char c = status;
+
+	if (*ready_fd < 0)
+		return;
+	if (write(*ready_fd, &c, 1) != 1)
+		pr_warn("tell the parent about readiness: %s", strerror(errno));
+	close(*ready_fd);
+	*ready_fd = -1;
+}
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt,
+		      va_list ap)
+{
+	char buf[1024];
+
+	/* libbpf's own messages are demoted one level. */
+	if (level == LIBBPF_DEBUG && lf_log_level() < LF_LOG_DEBUG)
+		return 0;
+	if (level == LIBBPF_INFO && lf_log_level() < LF_LOG_DEBUG)
+		return 0;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	lf_log(level == LIBBPF_WARN ? LF_LOG_INFO : LF_LOG_DEBUG, "%s", buf);
+	return 0;
+}
+
+static int daemon_run(struct lf_daemon *d, int ready_fd)
+{
+	int sfd, err;
+
+	err = lf_dp_open(&d->dp, &d->opts);
+	if (err)
+		return err;
+	d->cfg.mode = d->opts.mode;
+	d->cfg.detour_limit = d->opts.detour_limit;
+	err = daemon_publish(d);
+	if (!err)
+		err = lf_dp_attach(&d->dp, &d->opts);
+	if (err)
+		goto out_dp;
+	d->ctl_fd = lf_ctl_listen(d->opts.socket);
+	if (d->ctl_fd < 0) {
+		err = d->ctl_fd;
+		goto out_dp;
+	}
+	sfd = signals_open();
+	pr_info("ready: mode %s, cgroup %s, control socket %s",
+		lf_mode_name(d->cfg.mode), d->opts.cgroup, d->opts.socket);
+	ready_report(&ready_fd, 0);
+	sd_notify_msg("READY=1");
+	err = daemon_loop(d, sfd);
+	sd_notify_msg("STOPPING=1");
+	lf_ctl_close_all(d);
+	close(sfd);
+	close(d->ctl_fd);
+	unlink(d->opts.socket);
+out_dp:
+	lf_dp_close(&d->dp);
+	if (!err && d->quit == 2) {
+		err = lf_dp_unload(d->opts.pin_dir);
+		pr_info("data path unloaded; connections already fast stay fast until they close");
+	}
+	return err;
+}
+
+int main(int argc, char **argv)
+{
+	static struct lf_daemon d;
+	int err, ready_fd = -1, i;
+
+	setlinebuf(stdout);
+	lf_log_setup("loopfastd", LF_LOG_INFO, getenv("JOURNAL_STREAM") != NULL);
+	opts_defaults(&d.opts);
+	err = opts_parse(&d.opts, argc, argv);
+	if (err) {
+		if (err < 0)
+			fprintf(stderr, "Try 'loopfastd --help'.\n");
+		return err < 0 ? 2 : 0;
+	}
+	libbpf_set_print(libbpf_log);
+	if (d.opts.unload)
+		return lf_dp_unload(d.opts.pin_dir) ? 1 : 0;
+	if (opts_resolve(&d.opts))
+		return 1;
+	for (i = 0; i < LF_CTL_MAX_CLIENTS; i++)
+		d.clients[i].fd = -1;
+	if (!d.opts.foreground && daemonize(&ready_fd))
+		return 1;
+	err = daemon_run(&d, ready_fd);
+	ready_report(&ready_fd, err ? 1 : 0);
+	return err ? 1 : 0;
+}

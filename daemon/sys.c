@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: MIT
+/* sys.c - what loopfastd needs from the system: cgroup2, bpffs, dirs. */
+#include <errno.h>
+#include <mntent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
+
+#include "log.h"
+#include "loopfastd.h"
+
+static const char *const mode_names[] = {
+	[LF_MODE_OPT_IN] = "opt-in",
+	[LF_MODE_ALL] = "all",
+	[LF_MODE_OFF] = "off",
+};
+
+const char *lf_mode_name(int mode)
+{
+	if (mode < 0 || mode > LF_MODE_OFF)
+		return "?";
+	return mode_names[mode];
+}
+
+int lf_mode_parse(const char *s)
+{
+	int i;
+
+	for (i = 0; i <= LF_MODE_OFF; i++)
+		if (!strcmp(s, mode_names[i]))
+			return i;
+	return -EINVAL;
+}
+
+/* The cgroup v2 mount point, from /proc/self/mounts (never hard-coded). */
+int lf_cgroup2_root(char *buf, size_t size)
+{
+	struct mntent *m;
+	FILE *f;
+	int err = -ENOENT;
+
+	f = setmntent("/proc/self/mounts", "r");
+	if (!f)
+		return -errno;
+	while ((m = getmntent(f))) {
+		if (strcmp(m->mnt_type, "cgroup2"))
+			continue;
+		snprintf(buf, size, "%s", m->mnt_dir);
+		err = 0;
+		break;
+	}
+	endmntent(f);
+	return err;
+}
+
+int lf_mkdir_p(const char *path, unsigned int mode)
+{
+	char tmp[PATH_MAX];
+	char *p;
+
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int is_bpffs(const char *path)
+{
+	struct statfs st;
+
+	return !statfs(path, &st) && st.f_type == BPF_FS_MAGIC;
+}
+
+/* The nearest existing parent directory of path. */
+static void existing_parent(const char *path, char *out, size_t size)
+{
+	struct stat st;
+	char *slash;
+
+	snprintf(out, size, "%s", path);
+	while (stat(out, &st)) {
+		slash = strrchr(out, '/');
+		if (!slash || slash == out) {
+			snprintf(out, size, "/");
+			return;
+		}
+		*slash = '\0';
+	}
+}
+
+/* Make sure pin_dir lies on a bpffs, mounting /sys/fs/bpf if needed. */
+int lf_bpffs_ensure(const char *pin_dir)
+{
+	char parent[PATH_MAX];
+	int err;
+
+	existing_parent(pin_dir, parent, sizeof(parent));
+	if (!is_bpffs(parent)) {
+		if (strncmp(pin_dir, "/sys/fs/bpf/", 12)) {
+			pr_err("pin dir '%s' is not on a bpf filesystem; choose one under /sys/fs/bpf",
+			       pin_dir);
+			return -EINVAL;
+		}
+		if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700")) {
+			err = -errno;
+			pr_err("mount bpffs on /sys/fs/bpf: %s (run as root, or mount it: mount -t bpf bpf /sys/fs/bpf)",
+			       strerror(-err));
+			return err;
+		}
+		pr_info("mounted bpffs on /sys/fs/bpf");
+	}
+	err = lf_mkdir_p(pin_dir, 0700);
+	if (err)
+		pr_err("create pin dir '%s': %s", pin_dir, strerror(-err));
+	return err;
+}
