@@ -65,6 +65,24 @@ struct {
 	__type(value, struct lf_config);
 } lf_config SEC(".maps");
 
+/*
+ * Bytes the sk_msg program counted during the send call a thread is in.
+ * sock_send_length corrects the direction's sent count to what the call
+ * really sent: a partly failed send frees what it could not push, and the
+ * call after it reuses the last verdict without running the program.
+ */
+struct lf_inflight {
+	__u64 cookie;
+	__u64 counted;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct lf_inflight);
+} lf_inflight SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LF_ST_MAX);
@@ -339,11 +357,9 @@ static __always_inline void ops_passive(struct bpf_sock_ops *skops)
 	v = ops_verdict(s, &k);
 	c = bpf_map_lookup_elem(&lf_conns, &ck);
 	if (!c) {
-		/* The client did not ask; only count what the server wanted. */
-		if (v == LF_V_FAST)
+		/* The client did not ask: one side only, if the server did. */
+		if (v != LF_V_NOT_WANTED)
 			stat_add(LF_ST_REG_ONE_SIDE, 1);
-		else
-			count_verdict(v);
 		return;
 	}
 	if (c->state != LF_CONN_PENDING) {
@@ -411,6 +427,18 @@ int lf_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
+static __always_inline void inflight_add(__u64 cookie, __u64 len)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct lf_inflight *e, n = { .cookie = cookie, .counted = len };
+
+	e = bpf_map_lookup_elem(&lf_inflight, &tid);
+	if (e && e->cookie == cookie)
+		e->counted += len;
+	else
+		bpf_map_update_elem(&lf_inflight, &tid, &n, BPF_ANY);
+}
+
 /*
  * Every send of a socket in the sockhash. Counts the bytes of its
  * direction, then redirects them into the peer's receive queue, or sends
@@ -438,6 +466,7 @@ int lf_msg(struct sk_msg_md *msg)
 	if (!c || !cfg)
 		return SK_PASS;
 	d = s->dir & 1;
+	inflight_add(s->cookie, len);
 	sent = __sync_fetch_and_add(&c->sent[d], len);
 	if (c->state != LF_CONN_PAIRED) {
 		/* Peer not there yet: TCP, and redirect only once it caught up. */
@@ -489,6 +518,38 @@ int BPF_PROG(lf_recv_length, struct sock *sk, int ret, int flags)
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
 	if (c && c->cookie[s->dir & 1] == s->cookie)
 		__sync_fetch_and_add(&c->read[!(s->dir & 1)], ret);
+	return 0;
+}
+
+/*
+ * End of a send call: make the direction's sent count what the call really
+ * sent. Two threads sending on one socket each correct their own call.
+ */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(lf_send_length, struct sock *sk, int ret, int flags)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct lf_inflight *e;
+	struct lf_conn *c;
+	struct lf_sk *s;
+	__u64 counted = 0;
+	__s64 delta;
+
+	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
+	if (!s || !(s->flags & LF_SK_CONN))
+		return 0;
+	e = bpf_map_lookup_elem(&lf_inflight, &tid);
+	if (e) {
+		if (e->cookie == s->cookie)
+			counted = e->counted;
+		bpf_map_delete_elem(&lf_inflight, &tid);
+	}
+	delta = (__s64)(ret > 0 ? ret : 0) - (__s64)counted;
+	if (!delta)
+		return 0;
+	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
+	if (c && c->cookie[s->dir & 1] == s->cookie)
+		__sync_fetch_and_add(&c->sent[s->dir & 1], delta);
 	return 0;
 }
 

@@ -4,8 +4,8 @@
  * BPF links, pin links and maps; adopt what a previous run pinned; unload.
  *
  * Pin layout under the pin dir:
- *   maps/{sk_store,sockhash,conns,config,stats}
- *   links/{setsockopt,getsockopt,sockops,recv_length}
+ *   maps/{sk_store,sockhash,conns,config,stats,inflight}
+ *   links/{setsockopt,getsockopt,sockops,send_length,recv_length}
  * links/recv_length is pinned last and marks a complete data path.
  */
 #include <errno.h>
@@ -24,9 +24,10 @@
 #define COMPLETE_MARK "links/recv_length"
 
 static const char *const map_pins[] = { "sk_store", "sockhash", "conns",
-					"config", "stats" };
+					"config", "stats", "inflight" };
 static const char *const link_pins[] = { "setsockopt", "getsockopt",
-					 "sockops", "recv_length" };
+					 "sockops", "send_length",
+					 "recv_length" };
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -162,6 +163,7 @@ static struct bpf_link **dp_links(struct loopfast_bpf *skel, int i)
 		&skel->links.lf_setsockopt,
 		&skel->links.lf_getsockopt,
 		&skel->links.lf_sockops,
+		&skel->links.lf_send_length,
 		&skel->links.lf_recv_length,
 	};
 
@@ -174,6 +176,7 @@ static struct bpf_program *dp_prog(struct loopfast_bpf *skel, int i)
 		skel->progs.lf_setsockopt,
 		skel->progs.lf_getsockopt,
 		skel->progs.lf_sockops,
+		skel->progs.lf_send_length,
 		skel->progs.lf_recv_length,
 	};
 
@@ -213,14 +216,17 @@ static int dp_attach(struct lf_dp *dp, const struct lf_opts *opts)
 		}
 		*dp_links(skel, i) = link;
 	}
-	link = bpf_program__attach(skel->progs.lf_recv_length);
-	err = libbpf_get_error(link);
-	if (err) {
-		pr_err("prog 'lf_recv_length': attach to tracepoint sock_recv_length: %s%s",
-		       strerror(-err), hint_of(err));
-		goto out_close;
+	for (i = 3; i < 5; i++) {
+		link = bpf_program__attach(dp_prog(skel, i));
+		err = libbpf_get_error(link);
+		if (err) {
+			pr_err("prog '%s': attach to its tracepoint: %s%s",
+			       bpf_program__name(dp_prog(skel, i)),
+			       strerror(-err), hint_of(err));
+			goto out_close;
+		}
+		*dp_links(skel, i) = link;
 	}
-	skel->links.lf_recv_length = link;
 out_close:
 	close(cg_fd);
 	return err;
@@ -232,7 +238,7 @@ static int dp_pin(struct lf_dp *dp, const char *dir)
 	struct bpf_map *maps[] = { skel->maps.lf_sk_store,
 				   skel->maps.lf_sockhash,
 				   skel->maps.lf_conns, skel->maps.lf_config,
-				   skel->maps.lf_stats };
+				   skel->maps.lf_stats, skel->maps.lf_inflight };
 	char path[PATH_MAX];
 	unsigned int i;
 	int err;
