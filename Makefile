@@ -89,7 +89,7 @@ $(O)/loopfastd: $(DAEMON_OBJS)
 
 $(O)/loopfastctl: $(CLI_OBJS)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(EXTRA_LDFLAGS)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LIBBPF_LIBS) -lelf -lz $(EXTRA_LDFLAGS)
 
 $(O)/examples/%: examples/%.c | $(O)
 	$(call msg,CC,$@)

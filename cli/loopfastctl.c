@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "ctl.h"
 #include "log.h"
 
@@ -40,6 +41,7 @@ static const struct command commands[] = {
 	{ "filter-policy", "respect|ignore", policy_choices,
 	  "respect or ignore packet-filter hooks" },
 	{ "unload", NULL, NULL, "detach and unpin the data path" },
+	{ "check", NULL, NULL, "probe the kernel for what loopfast needs" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -289,5 +291,7 @@ int main(int argc, char **argv)
 			argv[optind + 1]);
 		return 2;
 	}
+	if (!strcmp(c->name, "check"))
+		return lf_check_run(o.json);
 	return run_command(&o, c, arg);
 }

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MIT
+/*
+ * check.c - "loopfastctl check": probe the running kernel and system for
+ * what loopfast needs, and say in plain words what is missing.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <bpf/libbpf.h>
+
+#include "check.h"
+
+struct probe {
+	const char *what;
+	int (*fn)(char *why, size_t size);
+};
+
+static int probe_root(char *why, size_t size)
+{
+	if (geteuid() == 0)
+		return 0;
+	snprintf(why, size, "not root: the probes below need CAP_BPF+CAP_NET_ADMIN; run 'sudo loopfastctl check'");
+	return -EPERM;
+}
+
+static int probe_cgroup2(char *why, size_t size)
+{
+	char line[512], dev[128], dir[256], type[64];
+	FILE *f = fopen("/proc/self/mounts", "re");
+	int found = 0;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%127s %255s %63s", dev, dir, type) == 3 &&
+		    !strcmp(type, "cgroup2")) {
+			found = 1;
+			snprintf(why, size, "cgroup2 mounted at %s", dir);
+			break;
+		}
+	fclose(f);
+	if (!found)
+		snprintf(why, size, "no cgroup v2 mount: mount -t cgroup2 none /sys/fs/cgroup/unified");
+	return found ? 0 : -ENOENT;
+}
+
+static int probe_btf(char *why, size_t size)
+{
+	if (!access("/sys/kernel/btf/vmlinux", R_OK))
+		return 0;
+	snprintf(why, size, "kernel BTF (/sys/kernel/btf/vmlinux) missing: the byte counters need CONFIG_DEBUG_INFO_BTF=y");
+	return -ENOENT;
+}
+
+static int probe_bpffs(char *why, size_t size)
+{
+	struct statfs st;
+
+	if (!statfs("/sys/fs/bpf", &st) && st.f_type == BPF_FS_MAGIC)
+		return 0;
+	snprintf(why, size, "bpffs not mounted on /sys/fs/bpf (loopfastd mounts it when run as root)");
+	return 1; /* a warning: the daemon fixes it */
+}
+
+static int probe_map(enum bpf_map_type t, const char *name, char *why,
+		     size_t size)
+{
+	int ret = libbpf_probe_bpf_map_type(t, NULL);
+
+	if (ret == 1)
+		return 0;
+	snprintf(why, size, "map type %s %s", name,
+		 ret == 0 ? "not supported by this kernel" : strerror(-ret));
+	return ret ? ret : -EOPNOTSUPP;
+}
+
+static int probe_sockhash(char *why, size_t size)
+{
+	return probe_map(BPF_MAP_TYPE_SOCKHASH, "sockhash", why, size);
+}
+
+static int probe_sk_storage(char *why, size_t size)
+{
+	return probe_map(BPF_MAP_TYPE_SK_STORAGE, "sk_storage", why, size);
+}
+
+static int probe_prog(enum bpf_prog_type t, const char *name, char *why,
+		      size_t size)
+{
+	int ret = libbpf_probe_bpf_prog_type(t, NULL);
+
+	if (ret == 1)
+		return 0;
+	snprintf(why, size, "program type %s %s", name,
+		 ret == 0 ? "not supported by this kernel" : strerror(-ret));
+	return ret ? ret : -EOPNOTSUPP;
+}
+
+static int probe_sockops(char *why, size_t size)
+{
+	return probe_prog(BPF_PROG_TYPE_SOCK_OPS, "sockops", why, size);
+}
+
+static int probe_sk_msg(char *why, size_t size)
+{
+	return probe_prog(BPF_PROG_TYPE_SK_MSG, "sk_msg", why, size);
+}
+
+static int probe_sockopt(char *why, size_t size)
+{
+	return probe_prog(BPF_PROG_TYPE_CGROUP_SOCKOPT, "cgroup_sockopt", why,
+			  size);
+}
+
+static const struct probe probes[] = {
+	{ "privileges", probe_root },
+	{ "cgroup v2", probe_cgroup2 },
+	{ "bpffs", probe_bpffs },
+	{ "kernel BTF", probe_btf },
+	{ "sockhash map", probe_sockhash },
+	{ "socket storage", probe_sk_storage },
+	{ "sockops programs", probe_sockops },
+	{ "sk_msg programs", probe_sk_msg },
+	{ "cgroup sockopt programs", probe_sockopt },
+};
+
+static int silent_print(enum libbpf_print_level level, const char *fmt,
+			va_list ap)
+{
+	(void)level;
+	(void)fmt;
+	(void)ap;
+	return 0;
+}
+
+int lf_check_run(int json)
+{
+	struct utsname u;
+	char why[256];
+	size_t i;
+	int ret, failed = 0;
+
+	libbpf_set_print(silent_print);
+	uname(&u);
+	printf(json ? "{\"kernel\":\"%s\",\"probes\":[" : "kernel: %s\n",
+	       u.release);
+	for (i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+		why[0] = '\0';
+		ret = probes[i].fn(why, sizeof(why));
+		if (ret < 0)
+			failed++;
+		if (json)
+			printf("%s{\"what\":\"%s\",\"ok\":%s,\"detail\":\"%s\"}",
+			       i ? "," : "", probes[i].what,
+			       ret ? "false" : "true", why);
+		else
+			printf("%-26s %s%s%s\n", probes[i].what,
+			       ret < 0 ? "MISSING" : ret ? "WARN" : "ok",
+			       why[0] ? ": " : "", why);
+	}
+	if (json)
+		printf("],\"ok\":%s}\n", failed ? "false" : "true");
+	else
+		printf(failed ? "%d problem(s): loopfast cannot run here until they are fixed\n" :
+				"this kernel has what loopfast needs\n",
+		       failed);
+	return failed ? 1 : 0;
+}
