@@ -278,7 +278,7 @@ static inline enum lf_route lf_route_decide(int on_detour, int lowat,
 	if (on_detour)
 		return (backlog == 0 && !lowat) ? LF_ROUTE_REDIRECT :
 						  LF_ROUTE_TCP;
-	if (lowat || backlog + len > limit)
+	if (lowat || backlog > limit || len > limit - backlog)
 		return LF_ROUTE_TCP_START;
 	return LF_ROUTE_REDIRECT;
 }

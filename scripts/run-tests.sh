@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# run-tests.sh BUILD_DIR - the test runner behind `make check`.
+#
+# Runs every unit test binary (BUILD_DIR/tests/unit-*, asan-unit-*), then
+# every integration test binary (BUILD_DIR/tests/it-*, root only), one test
+# at a time (Criterion --jobs 1), showing their output as it comes. Then it
+# checks that the tests left nothing behind (lftest-* cgroups, lftest-* pins
+# in /sys/fs/bpf, BPF links attached to an lftest cgroup), counts that as one
+# more test, and removes what it found. The last line is always
+# `N passed, N failed`; the exit status is non-zero when anything failed.
+set -u
+
+readonly PREFIX=lftest
+readonly BPFFS=/sys/fs/bpf
+BPFTOOL=${BPFTOOL:-bpftool}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+passed=0
+failed=0
+failures=()
+
+usage()
+{
+	echo "usage: $0 BUILD_DIR" >&2
+	exit 2
+}
+
+note()
+{
+	printf '%s\n' "run-tests: $*"
+}
+
+fail()
+{
+	failed=$((failed + 1))
+	failures+=("$1")
+	note "FAIL: $1"
+}
+
+# Run one Criterion binary; add its summary to the totals.
+run_binary()
+{
+	local bin=$1 name log rc line t p f c bad
+
+	name=$(basename "$bin")
+	log=$(mktemp) || exit 1
+	echo "==== $name"
+	"$bin" --jobs 1 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	line=$(sed 's/\x1b\[[0-9;]*m//g' "$log" |
+	       grep -a 'Synthesis: Tested:' | tail -n 1)
+	rm -f "$log"
+
+	if [[ $line =~ Tested:\ *([0-9]+).*Passing:\ *([0-9]+).*Failing:\ *([0-9]+).*Crashing:\ *([0-9]+) ]]; then
+		t=${BASH_REMATCH[1]} p=${BASH_REMATCH[2]}
+		f=${BASH_REMATCH[3]} c=${BASH_REMATCH[4]}
+		# Criterion counts crashes (and timeouts) among the failing.
+		bad=$((t - p))
+		((f > bad)) && bad=$f
+		((c > bad)) && bad=$c
+		passed=$((passed + p))
+		failed=$((failed + bad))
+		((bad > 0)) &&
+			failures+=("$name: $bad of $t failed ($c crashed)")
+		if ((rc != 0 && bad == 0)); then
+			fail "$name: exited with status $rc after an all-passing summary"
+		fi
+	elif ((rc != 0)); then
+		fail "$name: exited with status $rc and no Criterion summary"
+	else
+		fail "$name: printed no Criterion summary"
+	fi
+}
+
+# cgroup2 mount points, from /proc/self/mounts (octal escapes decoded).
+cgroup2_mounts()
+{
+	local mnt type rest
+
+	while read -r _ mnt type rest; do
+		[[ $type == cgroup2 ]] && printf '%b\n' "$mnt"
+	done </proc/self/mounts
+}
+
+# Every cgroup directory named lftest-*, outermost first.
+leaked_cgroups()
+{
+	local mnt
+
+	while read -r mnt; do
+		find "$mnt" -mindepth 1 -type d -name "$PREFIX-*" 2>/dev/null
+	done < <(cgroup2_mounts)
+}
+
+leaked_pins()
+{
+	local p
+
+	for p in "$BPFFS/$PREFIX"-*; do
+		[[ -e $p ]] && printf '%s\n' "$p"
+	done
+}
+
+# BPF links attached to a cgroup whose path contains "lftest", as
+# "link ID (ATTACH_TYPE) on PATH". A cgroup's id is its inode number.
+leaked_links()
+{
+	local mnt out
+	local -A path_of=()
+	local ino path
+
+	while read -r mnt; do
+		while IFS=$'\t' read -r ino path; do
+			path_of[$ino]=$path
+		done < <(find "$mnt" -mindepth 1 -type d -path "*$PREFIX*" \
+			      -printf '%i\t%p\n' 2>/dev/null)
+	done < <(cgroup2_mounts)
+
+	if ! out=$("$BPFTOOL" link show 2>&1); then
+		echo "cannot list BPF links ($BPFTOOL link show): $out" >&2
+		return 1
+	fi
+	((${#path_of[@]} == 0)) && return 0
+	awk '/^[0-9]+:/ { id = $1; sub(":", "", id); cg = ""; at = "?" }
+	     /cgroup_id/ {
+		for (i = 1; i < NF; i++) {
+			if ($i == "cgroup_id") cg = $(i + 1)
+			if ($i == "attach_type") at = $(i + 1)
+		}
+		print id, cg, at
+	     }' <<<"$out" |
+	while read -r id cg at; do
+		[[ -n $cg && -n ${path_of[$cg]:-} ]] &&
+			echo "link $id ($at) on ${path_of[$cg]}"
+	done
+	return 0
+}
+
+# Remove one leaked cgroup tree: kill what still runs in it, then rmdir
+# from the leaves up.
+remove_cgroup()
+{
+	local cg=$1 i
+
+	[[ -d $cg ]] || return 0
+	if [[ -e $cg/cgroup.kill ]]; then
+		echo 1 >"$cg/cgroup.kill" 2>/dev/null
+		for ((i = 0; i < 50; i++)); do
+			grep -qx 'populated 0' "$cg/cgroup.events" 2>/dev/null &&
+				break
+			sleep 0.1
+		done
+	fi
+	find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
+	[[ -d $cg ]] && note "could not remove cgroup $cg"
+}
+
+cleanup()
+{
+	local p
+
+	while read -r p; do
+		rm -rf -- "$p" || note "could not remove pin $p"
+	done < <(leaked_pins)
+	while read -r p; do
+		remove_cgroup "$p"
+	done < <(leaked_cgroups)
+}
+
+# Print each line of $2 after $1.
+prefixed()
+{
+	local l
+
+	[[ -n $2 ]] || return 0
+	while IFS= read -r l; do
+		printf '%s%s\n' "$1" "$l"
+	done <<<"$2"
+}
+
+# Anything left by the tests is a failure of the run, then cleaned up.
+leak_check()
+{
+	local cgs pins links err=0
+
+	echo "==== leak check"
+	cgs=$(leaked_cgroups)
+	pins=$(leaked_pins)
+	if ! links=$(leaked_links 2>&1); then
+		printf '%s\n' "$links"
+		links=
+		err=1
+	fi
+	prefixed 'leaked cgroup: ' "$cgs"
+	prefixed 'leaked pin: ' "$pins"
+	prefixed 'leaked ' "$links"
+
+	if [[ -n $cgs$pins$links ]]; then
+		fail "leak check: tests left $PREFIX cgroups, pins or links behind"
+		cleanup
+	elif ((err)); then
+		fail "leak check: could not list BPF links (needs root and $BPFTOOL)"
+	else
+		passed=$((passed + 1))
+		echo "[====] leak check: clean"
+	fi
+}
+
+main()
+{
+	local build=${1:-} bin
+
+	[[ -n $build && -d $build ]] || usage
+	shopt -s nullglob
+
+	if [[ -n $(leaked_cgroups)$(leaked_pins) ]]; then
+		note "removing $PREFIX leftovers of an earlier run (not counted)"
+		cleanup
+	fi
+
+	for bin in "$build"/tests/unit-* "$build"/tests/asan-unit-*; do
+		[[ -f $bin && -x $bin ]] || continue
+		run_binary "$bin"
+	done
+	for bin in "$build"/tests/it-*; do
+		[[ -f $bin && -x $bin ]] || continue
+		if ((EUID != 0)); then
+			echo "==== $(basename "$bin")"
+			fail "$(basename "$bin"): integration tests need root (BPF, cgroups): run 'sudo make check'"
+			continue
+		fi
+		run_binary "$bin"
+	done
+	leak_check
+
+	if ((${#failures[@]})); then
+		echo "==== failures"
+		printf '  %s\n' "${failures[@]}"
+	fi
+	echo "$passed passed, $failed failed"
+	((failed == 0))
+}
+
+main "$@"
