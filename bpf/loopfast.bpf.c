@@ -127,7 +127,9 @@ static __always_inline int sockopt_rcvlowat(struct bpf_sockopt *ctx)
 	int *val = ctx->optval;
 	int lowat;
 
-	if (!sk || (void *)(val + 1) > ctx->optval_end)
+	/* The kernel hands at least 16 bytes: optlen tells the real size. */
+	if (!sk || ctx->optlen < (int)sizeof(int) ||
+	    (void *)(val + 1) > ctx->optval_end)
 		return 1;
 	lowat = *val > 1;
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0,
@@ -164,7 +166,8 @@ int lf_setsockopt(struct bpf_sockopt *ctx)
 		return sockopt_fail(ENOPROTOOPT);
 	if (!sock_is_tcp(sk))
 		return sockopt_fail(EINVAL);
-	if ((void *)(val + 1) > ctx->optval_end)
+	if (ctx->optlen < (int)sizeof(int) ||
+	    (void *)(val + 1) > ctx->optval_end)
 		return sockopt_fail(EINVAL);
 	if (sk->state == BPF_TCP_LISTEN)
 		return sockopt_fail(EINVAL);
@@ -454,7 +457,7 @@ int lf_msg(struct sk_msg_md *msg)
 	__u64 len = msg->size;
 	__u64 sent, backlog;
 	enum lf_route r;
-	__u32 d;
+	__u32 d, state;
 
 	if (!sk)
 		return SK_PASS;
@@ -468,6 +471,15 @@ int lf_msg(struct sk_msg_md *msg)
 	d = s->dir & 1;
 	inflight_add(s->cookie, len);
 	sent = __sync_fetch_and_add(&c->sent[d], len);
+	state = sk->state;
+	/*
+	 * After shutdown(SHUT_WR) TCP answers EPIPE; a redirect would
+	 * deliver bytes behind the peer's EOF. Let TCP decide.
+	 */
+	if (state != BPF_TCP_ESTABLISHED && state != BPF_TCP_CLOSE_WAIT) {
+		c->detour[d] = 1;
+		return SK_PASS;
+	}
 	if (c->state != LF_CONN_PAIRED) {
 		/* Peer not there yet: TCP, and redirect only once it caught up. */
 		c->detour[d] = 1;

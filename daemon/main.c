@@ -490,7 +490,7 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt,
 	return 0;
 }
 
-static int daemon_run(struct lf_daemon *d, int ready_fd)
+static int daemon_run(struct lf_daemon *d, int *ready_fd)
 {
 	int sfd, err;
 
@@ -512,7 +512,7 @@ static int daemon_run(struct lf_daemon *d, int ready_fd)
 	sfd = signals_open();
 	pr_info("ready: mode %s, cgroup %s, control socket %s",
 		lf_mode_name(d->cfg.mode), d->opts.cgroup, d->opts.socket);
-	ready_report(&ready_fd, 0);
+	ready_report(ready_fd, 0);
 	sd_notify_msg("READY=1");
 	err = daemon_loop(d, sfd);
 	sd_notify_msg("STOPPING=1");
@@ -552,7 +552,7 @@ int main(int argc, char **argv)
 		d.clients[i].fd = -1;
 	if (!d.opts.foreground && daemonize(&ready_fd))
 		return 1;
-	err = daemon_run(&d, ready_fd);
+	err = daemon_run(&d, &ready_fd);
 	ready_report(&ready_fd, err ? 1 : 0);
 	return err ? 1 : 0;
 }

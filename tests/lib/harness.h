@@ -1,0 +1,345 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * harness.h - integration test harness: a private loopfastd per test (own
+ * cgroup v2 directory, own bpffs pin dir, own control socket), socket
+ * helpers that fail with the call and its errno, bounded transfers of a
+ * verifiable byte pattern, and the fast-vs-plain differential runner.
+ *
+ * Real BPF, real sockets, no mocks. Everything that waits is bounded.
+ *
+ * Functions documented "asserts" end the Criterion test on failure and may
+ * only be called from the test's main thread; the lf_xfer_*() functions
+ * never assert and may run in any thread.
+ */
+#ifndef LF_HARNESS_H
+#define LF_HARNESS_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include "loopfast.h"
+
+#define LF_ENV_NAME_MAX 64
+#define LF_ENV_MAX_LINKS 32
+
+/* How to start the private daemon; a zeroed struct means the defaults. */
+struct lf_env_opts {
+	const char *mode; /* --mode, NULL: daemon default */
+	unsigned int sockhash_size; /* --sockhash-size, 0: default */
+	unsigned long long detour_limit; /* --detour-limit, 0: default */
+	int no_enter; /* do not move this process in */
+};
+
+struct lf_env {
+	int active; /* dirs exist; lf_env_stop() has work to do */
+	int entered; /* this process is inside env->cgroup */
+	pid_t daemon; /* 0 when not running */
+	int daemon_status; /* wait status of the last daemon that exited */
+	struct lf_env_opts opts;
+	char name[LF_ENV_NAME_MAX]; /* lftest-<pid>-<n> */
+	char cgroup[PATH_MAX]; /* <cgroup2 mount>/<name> */
+	char orig_cgroup[PATH_MAX]; /* where this process came from */
+	char pin_dir[PATH_MAX]; /* /sys/fs/bpf/<name> */
+	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char log[PATH_MAX]; /* the daemon's stderr */
+	int nlinks; /* link ids seen pinned in pin_dir */
+	unsigned int links[LF_ENV_MAX_LINKS];
+};
+
+/* Print the tail of the daemon's log to stderr. */
+void lf_env_dump_log(struct lf_env *env);
+
+/* Where build/ is: <dir of /proc/self/exe>/.. or $LF_BUILD_DIR. */
+const char *lf_build_dir(void);
+
+/*
+ * Create the private cgroup, pin dir and socket path, start loopfastd and
+ * wait (10 s at most) until it answers `status` with OK, then move this
+ * process into the cgroup unless opts->no_enter. 0 or -errno; on failure
+ * everything created is removed again and the daemon log goes to stderr.
+ */
+int lf_env_start(struct lf_env *env, const struct lf_env_opts *opts);
+
+/* Move this process into / out of env's cgroup. 0 or -errno. */
+int lf_env_enter(struct lf_env *env);
+int lf_env_leave(struct lf_env *env);
+
+/*
+ * SIGTERM the daemon and wait for it (5 s, then SIGKILL). 0 when it exited
+ * with status 0 by itself, -ETIMEDOUT when it had to be killed, -EIO for
+ * any other exit (status in env->daemon_status).
+ */
+int lf_env_daemon_stop(struct lf_env *env);
+
+/* Start the daemon again on the same dirs; waits like lf_env_start(). */
+int lf_env_daemon_start(struct lf_env *env);
+
+/* Wait (bounded) for a daemon that was told to exit; like daemon_stop. */
+int lf_env_daemon_wait(struct lf_env *env, int timeout_ms);
+
+/*
+ * Send one control command. 0 on `OK`, -EIO on `FAIL ...` (the message is
+ * in reply), -errno when the daemon cannot be reached or does not answer
+ * within 3 s. reply (may be NULL) gets the `key value` lines.
+ */
+int lf_env_ctl(struct lf_env *env, const char *cmd, char *reply, size_t size);
+
+/* One `stats` counter. Asserts that the daemon answers and has it. */
+long long lf_env_stat(struct lf_env *env, const char *name);
+
+/* Poll a counter until it is >= want or timeout_ms passed; its last value. */
+long long lf_env_stat_wait(struct lf_env *env, const char *name, long long want,
+			   int timeout_ms);
+
+/* One `status` field into buf. 0 or -errno. */
+int lf_env_status_field(struct lf_env *env, const char *key, char *buf,
+			size_t size);
+
+/*
+ * Tear down: move back to the original cgroup and netns, stop the daemon,
+ * run `loopfastd --unload`, remove cgroup, pin dir, socket and log. Safe to
+ * call twice and on a half-started env. Returns the number of things that
+ * had to be removed by force (pins left after --unload, a cgroup that
+ * needed retries, a daemon that needed SIGKILL ...), or -errno.
+ */
+int lf_env_stop(struct lf_env *env);
+
+/*
+ * Stop env and assert nothing was left behind: the daemon exited cleanly,
+ * no pin, cgroup or socket remains, and every BPF link seen pinned in the
+ * pin dir is gone from the kernel. Asserts.
+ */
+void lf_env_finish(struct lf_env *env);
+
+/* Programs attached to env's cgroup for the loopfast attach types. */
+int lf_env_attached_progs(struct lf_env *env);
+
+/* Record the ids of the BPF links pinned in env's pin dir. */
+int lf_env_collect_links(struct lf_env *env);
+
+/*
+ * A packet-filter hook of the kind loopfast must respect: a trivial
+ * cgroup_skb program (allows everything) attached to env's cgroup for
+ * inet egress. Returns the program fd for lf_filter_hook_remove(), or
+ * -errno.
+ */
+int lf_filter_hook_add(struct lf_env *env);
+int lf_filter_hook_remove(struct lf_env *env, int prog_fd);
+
+/* Does a BPF link with this id exist? 1, 0 or -errno. */
+int lf_link_exists(unsigned int id);
+
+/* Number of lftest-* entries (cgroups, pin dirs, sockets) of this pid. */
+int lf_leftovers_of(pid_t pid, char *what, size_t size);
+
+/*
+ * lftest-* entries (cgroups, pin dirs, sockets) of test processes that no
+ * longer exist; *live gets the number of entries of running ones.
+ */
+int lf_leftovers_dead(int *live, char *what, size_t size);
+
+/*
+ * cgroup BPF links of loopfast programs (lf_*) whose cgroup is gone or is
+ * the lftest cgroup of a finished test process: leaked. Links of other
+ * loopfastd instances on live cgroups are not counted.
+ */
+int lf_count_leaked_links(char *what, size_t size);
+
+/* Remove leftovers of test processes that no longer exist. */
+void lf_sweep_stale(void);
+
+/* --- sockets (asserting unless said otherwise) --- */
+
+/* Mark where the next asserting helper was called from (see macros). */
+void lf__at(const char *file, int line);
+
+int lf_tcp_socket_(int family, int optin);
+int lf_tcp_listen_(int family, const char *addr, int optin);
+int lf_tcp_connect_(int family, const char *addr, int port, int optin);
+int lf_tcp_accept_(int lfd, int timeout_ms);
+void lf_tcp_pair2_(int lfamily, const char *laddr, int cfamily,
+		   const char *caddr, int client_optin, int server_optin,
+		   int *cfd, int *sfd);
+
+#define lf_tcp_socket(...) \
+	(lf__at(__FILE__, __LINE__), lf_tcp_socket_(__VA_ARGS__))
+#define lf_tcp_listen(...) \
+	(lf__at(__FILE__, __LINE__), lf_tcp_listen_(__VA_ARGS__))
+#define lf_tcp_connect(...) \
+	(lf__at(__FILE__, __LINE__), lf_tcp_connect_(__VA_ARGS__))
+#define lf_tcp_accept(...) \
+	(lf__at(__FILE__, __LINE__), lf_tcp_accept_(__VA_ARGS__))
+#define lf_tcp_pair2(...) \
+	(lf__at(__FILE__, __LINE__), lf_tcp_pair2_(__VA_ARGS__))
+/* Listener and client of the same family, both on addr. */
+#define lf_tcp_pair(fam, addr, copt, sopt, cfd, sfd) \
+	lf_tcp_pair2(fam, addr, fam, addr, copt, sopt, cfd, sfd)
+
+/* Port a socket is bound to (host order); -errno. */
+int lf_port(int fd);
+
+/* Non-asserting option calls: 0 / value, or -errno. */
+int lf_optin_set(int fd, int on);
+int lf_optin_get(int fd);
+int lf_state(int fd);
+
+/* Poll LOOPFAST_STATE until it equals want (bounded); the last value. */
+int lf_state_wait(int fd, int want, int timeout_ms);
+
+/* Set O_NONBLOCK on or off; -errno. */
+int lf_set_nonblock(int fd, int on);
+
+/* SO_RCVTIMEO and SO_SNDTIMEO, so blocking calls stay bounded. */
+int lf_set_timeouts(int fd, int ms);
+
+/* Raise RLIMIT_NOFILE to at least n (up to the hard limit). */
+int lf_raise_nofile(rlim_t n);
+
+/* Close if >= 0 and set to -1. */
+void lf_close(int *fd);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+int64_t lf_now_ms(void);
+void lf_sleep_ms(int ms);
+
+/* --- network namespaces --- */
+
+/*
+ * unshare() a new network namespace for the calling thread, bring lo up,
+ * return an fd for it. The first call remembers the original netns, which
+ * lf_netns_restore() (and lf_env_stop()) go back to. -errno on failure.
+ */
+int lf_netns_new(void);
+int lf_netns_enter(int nsfd);
+int lf_netns_restore(void);
+
+/* Run a shell command; its exit status or -errno. */
+int lf_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* --- byte patterns and bounded transfers --- */
+
+/*
+ * The stream of seed s has byte o = byte o % 8 (little endian) of the word
+ * splitmix64(splitmix64(s) ^ (o / 8)). Streams of different seeds are
+ * unrelated, so any loss, duplication, reordering or crossing of bytes
+ * shows as a mismatch at an offset.
+ */
+void lf_pattern_fill(uint64_t seed, uint64_t off, void *buf, size_t len);
+/* Index of the first byte that differs from the stream, or -1. */
+ssize_t lf_pattern_check(uint64_t seed, uint64_t off, const void *buf,
+			 size_t len);
+uint64_t lf_hash(uint64_t h, const void *buf, size_t len);
+#define LF_HASH_INIT 0xcbf29ce484222325ULL
+
+enum lf_xfer_dir {
+	LF_XFER_SEND = 1,
+	LF_XFER_RECV = 2,
+};
+
+/*
+ * One direction of one connection, run by lf_xfer_run() with poll() and
+ * MSG_DONTWAIT, so no call blocks. The sender sends `total` pattern bytes
+ * (then shutdown(SHUT_WR) if shut_wr); the receiver reads and checks them
+ * (then waits for EOF if want_eof, so extra bytes are an error too).
+ */
+struct lf_xfer {
+	int fd;
+	enum lf_xfer_dir dir;
+	uint64_t seed;
+	uint64_t total;
+	size_t chunk; /* bytes per call, 0: 64 KiB */
+	int shut_wr;
+	int want_eof;
+	uint64_t rate; /* sender: bytes per second at most, 0: no cap */
+	int64_t t0_ms; /* sender: when it started (for rate) */
+	/* results */
+	uint64_t done; /* bytes sent / received and checked */
+	int64_t bad_off; /* first byte that differed, -1 if none */
+	int got_eof;
+	int err; /* 0, -errno, -ETIMEDOUT, -EBADMSG, -EPROTO */
+	int finished;
+};
+
+void lf_xfer_send_init(struct lf_xfer *x, int fd, uint64_t seed,
+		       uint64_t total);
+void lf_xfer_recv_init(struct lf_xfer *x, int fd, uint64_t seed,
+		       uint64_t total);
+
+/*
+ * Run n transfers concurrently until all finished or timeout_ms passed.
+ * Returns 0 when every transfer completed without error, else the first
+ * error. Thread-safe per xs array; never asserts.
+ */
+int lf_xfer_run(struct lf_xfer *xs, int n, int timeout_ms);
+
+/* A transfer's outcome, for messages. */
+const char *lf_xfer_str(const struct lf_xfer *x, char *buf, size_t size);
+
+/* Assert that a finished transfer moved all its bytes intact. */
+#define lf_xfer_assert_ok(x)                                                   \
+	do {                                                                   \
+		char __b[256];                                                 \
+		cr_assert((x)->err == 0 && (x)->done == (x)->total &&          \
+				  (x)->bad_off < 0,                            \
+			  "transfer: %s", lf_xfer_str((x), __b, sizeof(__b))); \
+	} while (0)
+
+/* lf_xfer_run() in a background thread. */
+struct lf_bg {
+	pthread_t thread;
+	struct lf_xfer *xs;
+	int n;
+	int timeout_ms;
+	int ret;
+	int started;
+};
+
+int lf_bg_start(struct lf_bg *bg, struct lf_xfer *xs, int n, int timeout_ms);
+int lf_bg_join(struct lf_bg *bg);
+
+/* Bytes done so far by xs[i] (safe while running in another thread). */
+uint64_t lf_xfer_progress(const struct lf_xfer *x);
+
+/* --- differential runs --- */
+
+#define LF_REC_MAX 96
+#define LF_REC_NAME 48
+
+/* What one run observed: named values, compared run against run. */
+struct lf_rec {
+	int n;
+	struct {
+		char name[LF_REC_NAME];
+		long long v;
+	} e[LF_REC_MAX];
+};
+
+void lf_rec(struct lf_rec *r, const char *name, long long v);
+
+/* A case body: run with both ends opted in (fast 1) or neither (fast 0). */
+typedef void (*lf_case_fn)(struct lf_env *env, int fast, struct lf_rec *r);
+
+/*
+ * Run fn fast, then plain, and assert both records are identical, name by
+ * name (the fast run's LOOPFAST_STATE is checked by lf_diff_pair()).
+ */
+void lf_diff_(struct lf_env *env, const char *what, lf_case_fn fn);
+#define lf_diff(env, fn) (lf__at(__FILE__, __LINE__), lf_diff_(env, #fn, fn))
+
+/*
+ * The pair of a differential run: both ends opted in when fast; asserts
+ * LOOPFAST_STATE is `fast` on both ends.
+ */
+void lf_diff_pair_(int fast, int family, const char *addr, int *cfd, int *sfd);
+#define lf_diff_pair(...) \
+	(lf__at(__FILE__, __LINE__), lf_diff_pair_(__VA_ARGS__))
+
+/* Bounded wait for poll events on one fd; revents or 0 on timeout. */
+int lf_poll1(int fd, short events, int timeout_ms);
+
+#endif /* LF_HARNESS_H */
