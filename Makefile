@@ -78,9 +78,10 @@ $(O)/obj/%.o: %.c | $(O)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-$(O)/obj/daemon/%.o: $(O)/loopfast.skel.h
-
 DAEMON_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(DAEMON_SRCS) $(COMMON_SRCS))
+
+# The skeleton is generated: the daemon's objects wait for it.
+$(patsubst %.c,$(O)/obj/%.o,$(DAEMON_SRCS)): $(O)/loopfast.skel.h
 CLI_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(CLI_SRCS) $(COMMON_SRCS))
 
 $(O)/loopfastd: $(DAEMON_OBJS)
