@@ -35,8 +35,8 @@ enum lf_mode {
 
 /* The single entry of the lf_config array map; loopfastd is its only writer. */
 struct lf_config {
-	__u32 mode;	    /* enum lf_mode */
-	__u32 veto;	    /* 1 while a filter hook vetoes new fast connections */
+	__u32 mode; /* enum lf_mode */
+	__u32 veto; /* 1 while a filter hook vetoes new fast connections */
 	__u64 heartbeat_ns; /* loopfastd's last CLOCK_MONOTONIC heartbeat */
 	__u64 detour_limit; /* receiver backlog, in bytes, that starts a detour */
 };
@@ -46,24 +46,24 @@ struct lf_config {
  * lf_sockhash. The peer's key is the same with local and remote swapped.
  */
 struct lf_key {
-	__u64 netns;	  /* bpf_get_netns_cookie() */
-	__u32 laddr[4];	  /* local address, network order, v4-mapped for IPv4 */
-	__u32 raddr[4];	  /* remote address, same form */
-	__u16 lport;	  /* local port, host order */
-	__u16 rport;	  /* remote port, host order */
-	__u32 pad;	  /* always 0: the key is hashed as bytes */
+	__u64 netns; /* bpf_get_netns_cookie() */
+	__u32 laddr[4]; /* local address, network order, v4-mapped for IPv4 */
+	__u32 raddr[4]; /* remote address, same form */
+	__u16 lport; /* local port, host order */
+	__u16 rport; /* remote port, host order */
+	__u32 pad; /* always 0: the key is hashed as bytes */
 };
 
 /* Per-socket storage (SK_STORAGE, BPF_F_CLONE: accepted sockets inherit). */
-#define LF_SK_CONN 0x1	/* conn/peer/dir below are valid */
+#define LF_SK_CONN 0x1 /* conn/peer/dir below are valid */
 #define LF_SK_LOWAT 0x2 /* SO_RCVLOWAT above 1 is set on this socket */
 
 struct lf_sk {
-	__u32 optin;	   /* the LOOPFAST_FAST_PATH flag */
-	__u32 flags;	   /* LF_SK_* */
-	__u32 dir;	   /* direction this socket sends: 0 client->server */
+	__u32 optin; /* the LOOPFAST_FAST_PATH flag */
+	__u32 flags; /* LF_SK_* */
+	__u32 dir; /* direction this socket sends: 0 client->server */
 	__u32 pad;
-	__u64 cookie;	   /* socket cookie, to tell key reuse apart */
+	__u64 cookie; /* socket cookie, to tell key reuse apart */
 	struct lf_key conn; /* key of the connection in lf_conns (client's key) */
 	struct lf_key peer; /* the peer socket's key in lf_sockhash */
 };
@@ -71,8 +71,9 @@ struct lf_sk {
 /* lf_conn.state */
 enum lf_conn_state {
 	LF_CONN_PENDING = 1, /* client in the sockhash, server not yet */
-	LF_CONN_PAIRED = 2,  /* both in the sockhash */
-	LF_CONN_REGULAR = 3, /* client decided regular; reason already counted */
+	LF_CONN_PAIRED = 2, /* both in the sockhash */
+	LF_CONN_REGULAR =
+		3, /* client decided regular; reason already counted */
 };
 
 /*
@@ -82,14 +83,14 @@ enum lf_conn_state {
  */
 struct lf_conn {
 	__u32 state;
-	__u32 refs;	      /* sockets that will release this slot on close */
-	__u64 cookie[2];      /* socket cookie of the sender of direction d */
-	__u64 sent[2];	      /* bytes the sender handed to the kernel */
-	__u64 read[2];	      /* bytes the receiver has read */
-	__u32 detour[2];      /* 1 while direction d goes through TCP */
-	__u32 lowat[2];	      /* 1 while d's receiver has SO_RCVLOWAT > 1 */
-	__u64 detours[2];     /* times direction d took the detour */
-	__u64 redirected[2];  /* bytes of direction d that skipped TCP */
+	__u32 refs; /* sockets that will release this slot on close */
+	__u64 cookie[2]; /* socket cookie of the sender of direction d */
+	__u64 sent[2]; /* bytes the sender handed to the kernel */
+	__u64 read[2]; /* bytes the receiver has read */
+	__u32 detour[2]; /* 1 while direction d goes through TCP */
+	__u32 lowat[2]; /* 1 while d's receiver has SO_RCVLOWAT > 1 */
+	__u64 detours[2]; /* times direction d took the detour */
+	__u64 redirected[2]; /* bytes of direction d that skipped TCP */
 };
 
 /* Index of each per-CPU counter in lf_stats. */
@@ -113,7 +114,7 @@ enum lf_stat {
 /* Outcome of the pairing policy for one endpoint. */
 enum lf_verdict {
 	LF_V_FAST = 0,
-	LF_V_NOT_WANTED,   /* neither opted in nor mode all: not counted */
+	LF_V_NOT_WANTED, /* neither opted in nor mode all: not counted */
 	LF_V_NOT_LOOPBACK,
 	LF_V_MODE_OFF,
 	LF_V_NO_HEARTBEAT,
@@ -174,10 +175,10 @@ static inline int lf_key_is_loopback(const struct lf_key *k)
 /* The addresses of a socket as sockops/sk_msg give them. */
 struct lf_sock_addrs {
 	__u32 family;
-	__u32 local_ip4, remote_ip4;	       /* network order */
-	__u32 local_ip6[4], remote_ip6[4];     /* network order */
-	__u32 local_port;		       /* host order */
-	__u32 remote_port;		       /* network order, see above */
+	__u32 local_ip4, remote_ip4; /* network order */
+	__u32 local_ip6[4], remote_ip6[4]; /* network order */
+	__u32 local_port; /* host order */
+	__u32 remote_port; /* network order, see above */
 };
 
 /*
@@ -261,8 +262,8 @@ static inline int lf_verdict_stat(enum lf_verdict v)
 /* What the sender of a direction does with its next message. */
 enum lf_route {
 	LF_ROUTE_REDIRECT = 0,
-	LF_ROUTE_TCP,	      /* stay on (or keep) the detour */
-	LF_ROUTE_TCP_START,   /* start a detour now */
+	LF_ROUTE_TCP, /* stay on (or keep) the detour */
+	LF_ROUTE_TCP_START, /* start a detour now */
 };
 
 /*
@@ -271,9 +272,8 @@ enum lf_route {
  * back only when the receiver has read every byte sent (backlog 0), so its
  * redirected queue, which it reads first, can never overtake TCP's.
  */
-static inline enum lf_route lf_route_decide(int on_detour, int lowat,
-					    __u64 backlog, __u64 len,
-					    __u64 limit)
+static inline enum lf_route
+lf_route_decide(int on_detour, int lowat, __u64 backlog, __u64 len, __u64 limit)
 {
 	if (on_detour)
 		return (backlog == 0 && !lowat) ? LF_ROUTE_REDIRECT :

@@ -371,7 +371,8 @@ static __always_inline void ops_passive(struct bpf_sock_ops *skops)
 	}
 	if (v != LF_V_FAST) {
 		stat_add(v == LF_V_NOT_WANTED ? LF_ST_REG_ONE_SIDE :
-						lf_verdict_stat(v), 1);
+						lf_verdict_stat(v),
+			 1);
 		conn_abandon(&ck);
 		return;
 	}
@@ -503,8 +504,8 @@ int lf_msg(struct sk_msg_md *msg)
 	 * bytes must then take TCP, and so must every later one until the
 	 * reader caught up.
 	 */
-	if (bpf_msg_redirect_hash(msg, &lf_sockhash, &s->peer,
-				  BPF_F_INGRESS) != SK_PASS) {
+	if (bpf_msg_redirect_hash(msg, &lf_sockhash, &s->peer, BPF_F_INGRESS) !=
+	    SK_PASS) {
 		c->detour[d] = 1;
 		return SK_PASS;
 	}

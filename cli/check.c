@@ -23,7 +23,9 @@ static int probe_root(char *why, size_t size)
 {
 	if (geteuid() == 0)
 		return 0;
-	snprintf(why, size, "not root: the probes below need CAP_BPF+CAP_NET_ADMIN; run 'sudo loopfastctl check'");
+	snprintf(
+		why, size,
+		"not root: the probes below need CAP_BPF+CAP_NET_ADMIN; run 'sudo loopfastctl check'");
 	return -EPERM;
 }
 
@@ -44,7 +46,9 @@ static int probe_cgroup2(char *why, size_t size)
 		}
 	fclose(f);
 	if (!found)
-		snprintf(why, size, "no cgroup v2 mount: mount -t cgroup2 none /sys/fs/cgroup/unified");
+		snprintf(
+			why, size,
+			"no cgroup v2 mount: mount -t cgroup2 none /sys/fs/cgroup/unified");
 	return found ? 0 : -ENOENT;
 }
 
@@ -52,7 +56,9 @@ static int probe_btf(char *why, size_t size)
 {
 	if (!access("/sys/kernel/btf/vmlinux", R_OK))
 		return 0;
-	snprintf(why, size, "kernel BTF (/sys/kernel/btf/vmlinux) missing: the byte counters need CONFIG_DEBUG_INFO_BTF=y");
+	snprintf(
+		why, size,
+		"kernel BTF (/sys/kernel/btf/vmlinux) missing: the byte counters need CONFIG_DEBUG_INFO_BTF=y");
 	return -ENOENT;
 }
 
@@ -62,7 +68,9 @@ static int probe_bpffs(char *why, size_t size)
 
 	if (!statfs("/sys/fs/bpf", &st) && st.f_type == BPF_FS_MAGIC)
 		return 0;
-	snprintf(why, size, "bpffs not mounted on /sys/fs/bpf (loopfastd mounts it when run as root)");
+	snprintf(
+		why, size,
+		"bpffs not mounted on /sys/fs/bpf (loopfastd mounts it when run as root)");
 	return 1; /* a warning: the daemon fixes it */
 }
 
@@ -159,14 +167,17 @@ int lf_check_run(int json)
 			       ret ? "false" : "true", why);
 		else
 			printf("%-26s %s%s%s\n", probes[i].what,
-			       ret < 0 ? "MISSING" : ret ? "WARN" : "ok",
+			       ret < 0 ? "MISSING" :
+			       ret     ? "WARN" :
+					 "ok",
 			       why[0] ? ": " : "", why);
 	}
 	if (json)
 		printf("],\"ok\":%s}\n", failed ? "false" : "true");
 	else
-		printf(failed ? "%d problem(s): loopfast cannot run here until they are fixed\n" :
-				"this kernel has what loopfast needs\n",
+		printf(failed ?
+			       "%d problem(s): loopfast cannot run here until they are fixed\n" :
+			       "this kernel has what loopfast needs\n",
 		       failed);
 	return failed ? 1 : 0;
 }

@@ -22,7 +22,7 @@ struct ctl_opts {
 
 struct command {
 	const char *name;
-	const char *args;  /* NULL: none; otherwise the usage of the one arg */
+	const char *args; /* NULL: none; otherwise the usage of the one arg */
 	const char *const *choices;
 	const char *help;
 };
@@ -51,19 +51,21 @@ static void usage(FILE *f)
 	char left[64];
 	size_t i;
 
-	fprintf(f, "Usage: loopfastctl [--socket PATH] [--json] COMMAND [ARG]\n\n"
-		   "Commands:\n");
+	fprintf(f,
+		"Usage: loopfastctl [--socket PATH] [--json] COMMAND [ARG]\n\n"
+		"Commands:\n");
 	for (i = 0; i < N_COMMANDS; i++) {
 		snprintf(left, sizeof(left), "%s%s%s", commands[i].name,
 			 commands[i].args ? " " : "",
 			 commands[i].args ? commands[i].args : "");
 		fprintf(f, "  %-30s %s\n", left, commands[i].help);
 	}
-	fprintf(f, "\nOptions:\n"
-		   "  -s, --socket PATH   loopfastd's control socket (default %s)\n"
-		   "  -j, --json          print JSON\n"
-		   "  -h, --help          this text\n"
-		   "  -V, --version       print the version\n",
+	fprintf(f,
+		"\nOptions:\n"
+		"  -s, --socket PATH   loopfastd's control socket (default %s)\n"
+		"  -j, --json          print JSON\n"
+		"  -h, --help          this text\n"
+		"  -V, --version       print the version\n",
 		LF_DEFAULT_SOCKET);
 }
 
@@ -78,7 +80,8 @@ static const struct command *command_find(const char *name)
 			return &commands[i];
 		if (!strncmp(commands[i].name, name, len)) {
 			if (found) {
-				fprintf(stderr, "loopfastctl: '%s' is ambiguous (%s, %s)\n",
+				fprintf(stderr,
+					"loopfastctl: '%s' is ambiguous (%s, %s)\n",
 					name, found->name, commands[i].name);
 				return NULL;
 			}
@@ -141,7 +144,9 @@ static void print_json(const char *reply)
 		if (!sp)
 			sp = nl;
 		if (!strncmp(line, "conn ", 5)) {
-			printf("%s%s", conns ? "," : (first ? "\"conns\":[" : ",\"conns\":["),
+			printf("%s%s",
+			       conns ? "," :
+				       (first ? "\"conns\":[" : ",\"conns\":["),
 			       "");
 			json_str(sp + 1, nl - sp - 1);
 			conns = 1;
@@ -157,7 +162,8 @@ static void print_json(const char *reply)
 			if (sp < nl && is_number(sp + 1, nl - sp - 1))
 				fwrite(sp + 1, 1, nl - sp - 1, stdout);
 			else
-				json_str(sp < nl ? sp + 1 : sp, sp < nl ? nl - sp - 1 : 0);
+				json_str(sp < nl ? sp + 1 : sp,
+					 sp < nl ? nl - sp - 1 : 0);
 			first = 0;
 		}
 		if (!*nl)
@@ -192,13 +198,15 @@ static int report_error(const struct ctl_opts *o, int err, const char *reply)
 	if (err == -EREMOTEIO)
 		snprintf(msg, sizeof(msg), "loopfastd: %s", reply);
 	else if (err == -ENOENT || err == -ECONNREFUSED)
-		snprintf(msg, sizeof(msg),
-			 "loopfastd is not running (no answer on %s); start it with 'systemctl start loopfast' or 'loopfastd'",
-			 o->socket);
+		snprintf(
+			msg, sizeof(msg),
+			"loopfastd is not running (no answer on %s); start it with 'systemctl start loopfast' or 'loopfastd'",
+			o->socket);
 	else if (err == -EACCES || err == -EPERM)
-		snprintf(msg, sizeof(msg),
-			 "no permission to talk to loopfastd on %s; run as root",
-			 o->socket);
+		snprintf(
+			msg, sizeof(msg),
+			"no permission to talk to loopfastd on %s; run as root",
+			o->socket);
 	else
 		snprintf(msg, sizeof(msg), "talk to loopfastd on %s: %s",
 			 o->socket, strerror(-err));

@@ -98,8 +98,7 @@ static int ctl_read(int fd, char *buf, size_t size)
 	}
 }
 
-int lf_ctl_request(const char *path, const char *cmd, char *reply,
-		   size_t size)
+int lf_ctl_request(const char *path, const char *cmd, char *reply, size_t size)
 {
 	size_t bufsize = 1 << 22;
 	char *buf;

@@ -18,7 +18,6 @@
  * to reply (NUL-terminated). Returns 0 on OK, -EREMOTEIO on FAIL (its
  * message in reply), or -errno when the daemon cannot be reached.
  */
-int lf_ctl_request(const char *path, const char *cmd, char *reply,
-		   size_t size);
+int lf_ctl_request(const char *path, const char *cmd, char *reply, size_t size);
 
 #endif /* LF_CTL_H */

@@ -84,11 +84,13 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 	reply_add(r, "version %s\npid %d\nmode %s\nfilter-policy %s\n",
 		  LF_VERSION, getpid(), lf_mode_name(d->cfg.mode),
 		  d->opts.filter_ignore ? "ignore" : "respect");
-	reply_add(r, "veto %u\ncgroup %s\npin-dir %s\nsocket %s\n",
-		  d->cfg.veto, d->opts.cgroup, d->opts.pin_dir, d->opts.socket);
-	reply_add(r, "sockhash-size %u\ndetour-limit %llu\nheartbeat-age-ms %llu\n",
-		  d->dp.sockhash_size, (unsigned long long)d->cfg.detour_limit,
-		  (unsigned long long)(now_ns() - d->cfg.heartbeat_ns) / 1000000);
+	reply_add(r, "veto %u\ncgroup %s\npin-dir %s\nsocket %s\n", d->cfg.veto,
+		  d->opts.cgroup, d->opts.pin_dir, d->opts.socket);
+	reply_add(
+		r,
+		"sockhash-size %u\ndetour-limit %llu\nheartbeat-age-ms %llu\n",
+		d->dp.sockhash_size, (unsigned long long)d->cfg.detour_limit,
+		(unsigned long long)(now_ns() - d->cfg.heartbeat_ns) / 1000000);
 	return 0;
 }
 
@@ -153,17 +155,18 @@ static void conn_line(const struct lf_key *k, const struct lf_conn *c,
 
 	addr_str(k->laddr, k->lport, cl, sizeof(cl));
 	addr_str(k->raddr, k->rport, sv, sizeof(sv));
-	reply_add(r,
-		  "conn %s %s state=%s sent=%llu,%llu read=%llu,%llu backlog=%llu,%llu detour=%u,%u detours=%llu,%llu redirected=%llu,%llu\n",
-		  cl, sv, conn_state_name(c->state),
-		  (unsigned long long)c->sent[0], (unsigned long long)c->sent[1],
-		  (unsigned long long)c->read[0], (unsigned long long)c->read[1],
-		  (unsigned long long)(c->sent[0] - c->read[0]),
-		  (unsigned long long)(c->sent[1] - c->read[1]), c->detour[0],
-		  c->detour[1], (unsigned long long)c->detours[0],
-		  (unsigned long long)c->detours[1],
-		  (unsigned long long)c->redirected[0],
-		  (unsigned long long)c->redirected[1]);
+	reply_add(
+		r,
+		"conn %s %s state=%s sent=%llu,%llu read=%llu,%llu backlog=%llu,%llu detour=%u,%u detours=%llu,%llu redirected=%llu,%llu\n",
+		cl, sv, conn_state_name(c->state),
+		(unsigned long long)c->sent[0], (unsigned long long)c->sent[1],
+		(unsigned long long)c->read[0], (unsigned long long)c->read[1],
+		(unsigned long long)(c->sent[0] - c->read[0]),
+		(unsigned long long)(c->sent[1] - c->read[1]), c->detour[0],
+		c->detour[1], (unsigned long long)c->detours[0],
+		(unsigned long long)c->detours[1],
+		(unsigned long long)c->redirected[0],
+		(unsigned long long)c->redirected[1]);
 }
 
 static int cmd_conns(struct lf_daemon *d, const char *arg, struct reply *r)

@@ -24,10 +24,9 @@
 #define COMPLETE_MARK "links/recv_length"
 
 static const char *const map_pins[] = { "sk_store", "sockhash", "conns",
-					"config", "stats", "inflight" };
-static const char *const link_pins[] = { "setsockopt", "getsockopt",
-					 "sockops", "send_length",
-					 "recv_length" };
+					"config",   "stats",	"inflight" };
+static const char *const link_pins[] = { "setsockopt", "getsockopt", "sockops",
+					 "send_length", "recv_length" };
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -160,10 +159,8 @@ static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
 static struct bpf_link **dp_links(struct loopfast_bpf *skel, int i)
 {
 	struct bpf_link **links[] = {
-		&skel->links.lf_setsockopt,
-		&skel->links.lf_getsockopt,
-		&skel->links.lf_sockops,
-		&skel->links.lf_send_length,
+		&skel->links.lf_setsockopt,  &skel->links.lf_getsockopt,
+		&skel->links.lf_sockops,     &skel->links.lf_send_length,
 		&skel->links.lf_recv_length,
 	};
 
@@ -173,10 +170,8 @@ static struct bpf_link **dp_links(struct loopfast_bpf *skel, int i)
 static struct bpf_program *dp_prog(struct loopfast_bpf *skel, int i)
 {
 	struct bpf_program *progs[] = {
-		skel->progs.lf_setsockopt,
-		skel->progs.lf_getsockopt,
-		skel->progs.lf_sockops,
-		skel->progs.lf_send_length,
+		skel->progs.lf_setsockopt,  skel->progs.lf_getsockopt,
+		skel->progs.lf_sockops,	    skel->progs.lf_send_length,
 		skel->progs.lf_recv_length,
 	};
 
@@ -235,10 +230,11 @@ out_close:
 static int dp_pin(struct lf_dp *dp, const char *dir)
 {
 	struct loopfast_bpf *skel = dp->skel;
-	struct bpf_map *maps[] = { skel->maps.lf_sk_store,
-				   skel->maps.lf_sockhash,
-				   skel->maps.lf_conns, skel->maps.lf_config,
-				   skel->maps.lf_stats, skel->maps.lf_inflight };
+	struct bpf_map *maps[] = {
+		skel->maps.lf_sk_store, skel->maps.lf_sockhash,
+		skel->maps.lf_conns,	skel->maps.lf_config,
+		skel->maps.lf_stats,	skel->maps.lf_inflight
+	};
 	char path[PATH_MAX];
 	unsigned int i;
 	int err;

@@ -17,7 +17,7 @@ struct lf_opts {
 	char config[PATH_MAX];
 	int foreground;
 	int unload;
-	int mode;	   /* enum lf_mode */
+	int mode; /* enum lf_mode */
 	int filter_ignore; /* filter-policy ignore */
 	__u32 sockhash_size;
 	__u64 detour_limit;
@@ -70,7 +70,7 @@ struct lf_daemon {
 	struct lf_dp dp;
 	struct lf_config cfg;
 	int ctl_fd;
-	int quit;	/* 1: exit, keep pins; 2: unload and exit */
+	int quit; /* 1: exit, keep pins; 2: unload and exit */
 	struct lf_client clients[LF_CTL_MAX_CLIENTS];
 };
 

@@ -256,7 +256,8 @@ static int opts_parse(struct lf_opts *o, int argc, char **argv)
 	for (pass = 0; pass < 2; pass++) {
 		optind = 1;
 		opterr = pass;
-		while ((c = getopt_long(argc, argv, "fhv", lopts, NULL)) != -1) {
+		while ((c = getopt_long(argc, argv, "fhv", lopts, NULL)) !=
+		       -1) {
 			if (c == '?') {
 				if (pass)
 					return -EINVAL;
@@ -273,7 +274,8 @@ static int opts_parse(struct lf_opts *o, int argc, char **argv)
 			if ((pass == 0) != (c == OPT_CONFIG))
 				continue;
 			if (opt_apply(o, c, optarg)) {
-				fprintf(stderr, "loopfastd: invalid value '%s' for --%s\n",
+				fprintf(stderr,
+					"loopfastd: invalid value '%s' for --%s\n",
 					optarg, opt_find_id_name(c));
 				return -EINVAL;
 			}
@@ -535,7 +537,8 @@ int main(int argc, char **argv)
 	int err, ready_fd = -1, i;
 
 	setlinebuf(stdout);
-	lf_log_setup("loopfastd", LF_LOG_INFO, getenv("JOURNAL_STREAM") != NULL);
+	lf_log_setup("loopfastd", LF_LOG_INFO,
+		     getenv("JOURNAL_STREAM") != NULL);
 	opts_defaults(&d.opts);
 	err = opts_parse(&d.opts, argc, argv);
 	if (err) {
