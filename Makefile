@@ -45,6 +45,7 @@ IT_SRCS := $(wildcard tests/integration/*.c)
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 EXAMPLE_SRCS := $(wildcard examples/*.c)
+SHIM_SRCS := $(wildcard shim/*.c)
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/unit-%,$(UNIT_SRCS))
 UNIT_ASAN_BINS := $(patsubst tests/unit/%.c,$(O)/tests/asan-unit-%,$(UNIT_SRCS))
@@ -55,7 +56,7 @@ EXAMPLE_BINS := $(patsubst examples/%.c,$(O)/examples/%,$(EXAMPLE_SRCS))
 .DELETE_ON_ERROR:
 .PHONY: all clean install uninstall check demo deps tests format bench
 
-all: $(O)/loopfastd $(O)/loopfastctl $(EXAMPLE_BINS)
+all: $(O)/loopfastd $(O)/loopfastctl $(O)/libloopfast.so $(EXAMPLE_BINS)
 
 deps:
 	$(Q)scripts/deps.sh
@@ -92,6 +93,28 @@ $(O)/loopfastctl: $(CLI_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LIBBPF_LIBS) -lelf -lz $(EXTRA_LDFLAGS)
 
+# The shim: position independent, hidden by default (only what it
+# interposes is exported), linked against libc alone.
+SHIM_CFLAGS := -fPIC -fvisibility=hidden
+SHIM_LDFLAGS := -shared -Wl,-z,defs -Wl,-z,now -Wl,--as-needed
+SHIM_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(SHIM_SRCS))
+
+$(O)/obj/shim/%.o: shim/%.c | $(O)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(filter-out $(LIBBPF_CFLAGS),$(CFLAGS)) $(SHIM_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(O)/libloopfast.so: $(SHIM_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(SHIM_LDFLAGS) $^ -o $@ $(EXTRA_LDFLAGS)
+
+# The same shim under ASan+UBSan, for the shim tests.
+$(O)/asan/libloopfast.so: $(SHIM_SRCS) $(wildcard shim/*.h) | $(O)
+	$(call msg,CC-ASAN,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(filter-out $(LIBBPF_CFLAGS),$(CFLAGS)) $(SHIM_CFLAGS) $(SAN) \
+		$(SHIM_LDFLAGS) $(SHIM_SRCS) -o $@
+
 $(O)/examples/%: examples/%.c | $(O)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d $< -o $@ -lpthread
@@ -116,7 +139,14 @@ $(O)/tests/%: tests/tools/%.c | $(O)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests/lib $(DEPFLAGS) -MF $@.d $< -o $@ -lpthread
 
-tests: all $(UNIT_BINS) $(UNIT_ASAN_BINS) $(IT_BINS) $(TOOL_BINS)
+$(O)/tests/asan-%: tests/tools/%.c | $(O)
+	$(call msg,CC-ASAN,$@)
+	$(Q)$(CC) $(CFLAGS) $(SAN) -Itests/lib $(DEPFLAGS) -MF $@.d $< -o $@ -lpthread
+
+TOOL_ASAN_BINS := $(patsubst tests/tools/%.c,$(O)/tests/asan-%,$(TOOL_SRCS))
+
+tests: all $(UNIT_BINS) $(UNIT_ASAN_BINS) $(IT_BINS) $(TOOL_BINS) \
+	$(TOOL_ASAN_BINS) $(O)/asan/libloopfast.so
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory tests
@@ -131,7 +161,7 @@ bench: deps
 	$(Q)scripts/bench.sh $(O)
 
 format:
-	$(Q)clang-format -i $(DAEMON_SRCS) $(CLI_SRCS) $(COMMON_SRCS) $(wildcard */*.h) \
+	$(Q)clang-format -i $(DAEMON_SRCS) $(CLI_SRCS) $(COMMON_SRCS) $(SHIM_SRCS) $(wildcard */*.h) \
 		bpf/*.c $(UNIT_SRCS) $(IT_SRCS) $(TESTLIB_SRCS) $(TOOL_SRCS) $(EXAMPLE_SRCS)
 
 install: all
@@ -139,6 +169,8 @@ install: all
 		$(DESTDIR)$(PREFIX)/include $(DESTDIR)/lib/systemd/system
 	install -m 0755 $(O)/loopfastd $(DESTDIR)$(PREFIX)/sbin/loopfastd
 	install -m 0755 $(O)/loopfastctl $(DESTDIR)$(PREFIX)/bin/loopfastctl
+	install -d $(DESTDIR)$(PREFIX)/lib
+	install -m 0755 $(O)/libloopfast.so $(DESTDIR)$(PREFIX)/lib/libloopfast.so
 	install -m 0644 include/loopfast.h $(DESTDIR)$(PREFIX)/include/loopfast.h
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' systemd/loopfast.service.in > \
 		$(DESTDIR)/lib/systemd/system/loopfast.service
@@ -146,9 +178,10 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/loopfastd $(DESTDIR)$(PREFIX)/bin/loopfastctl \
 		$(DESTDIR)$(PREFIX)/include/loopfast.h \
+		$(DESTDIR)$(PREFIX)/lib/libloopfast.so \
 		$(DESTDIR)/lib/systemd/system/loopfast.service
 
 clean:
 	rm -rf $(O)
 
--include $(wildcard $(O)/*.d $(O)/obj/*/*.d $(O)/obj/*/*/*.d $(O)/tests/*.d $(O)/examples/*.d)
+-include $(wildcard $(O)/*.d $(O)/obj/*/*.d $(O)/obj/*/*/*.d $(O)/tests/*.d $(O)/examples/*.d $(O)/obj/shim/*.d)

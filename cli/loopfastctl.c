@@ -12,6 +12,7 @@
 #include "check.h"
 #include "ctl.h"
 #include "log.h"
+#include "run.h"
 
 #define REPLY_MAX (1 << 22)
 
@@ -25,6 +26,7 @@ struct command {
 	const char *args; /* NULL: none; otherwise the usage of the one arg */
 	const char *const *choices;
 	const char *help;
+	int own_args; /* parses the rest of the command line itself */
 };
 
 static const char *const mode_choices[] = { "opt-in", "all", "off", NULL };
@@ -33,15 +35,17 @@ static const char *const policy_choices[] = { "respect", "ignore", NULL };
 /* The one command table: dispatch, validation and --help. */
 static const struct command commands[] = {
 	{ "status", NULL, NULL,
-	  "daemon up, mode, filter policy, attach cgroup (exit 1 if down)" },
-	{ "stats", NULL, NULL, "counters" },
-	{ "conns", NULL, NULL, "the live fast connections" },
+	  "daemon up, mode, filter policy, attach cgroup (exit 1 if down)", 0 },
+	{ "stats", NULL, NULL, "counters", 0 },
+	{ "conns", NULL, NULL, "the live fast connections", 0 },
 	{ "mode", "opt-in|all|off", mode_choices,
-	  "set the mode for new connections" },
+	  "set the mode for new connections", 0 },
 	{ "filter-policy", "respect|ignore", policy_choices,
-	  "respect or ignore packet-filter hooks" },
-	{ "unload", NULL, NULL, "detach and unpin the data path" },
-	{ "check", NULL, NULL, "probe the kernel for what loopfast needs" },
+	  "respect or ignore packet-filter hooks", 0 },
+	{ "unload", NULL, NULL, "detach and unpin the data path", 0 },
+	{ "check", NULL, NULL, "probe the kernel for what loopfast needs", 0 },
+	{ "run", "[--no-auto] [--] CMD [ARGS...]", NULL,
+	  "run CMD with the shim preloaded, its TCP sockets opted in", 1 },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -52,13 +56,13 @@ static void usage(FILE *f)
 	size_t i;
 
 	fprintf(f,
-		"Usage: loopfastctl [--socket PATH] [--json] COMMAND [ARG]\n\n"
+		"Usage: loopfastctl [--socket PATH] [--json] COMMAND [ARG...]\n\n"
 		"Commands:\n");
 	for (i = 0; i < N_COMMANDS; i++) {
 		snprintf(left, sizeof(left), "%s%s%s", commands[i].name,
 			 commands[i].args ? " " : "",
 			 commands[i].args ? commands[i].args : "");
-		fprintf(f, "  %-30s %s\n", left, commands[i].help);
+		fprintf(f, "  %-36s %s\n", left, commands[i].help);
 	}
 	fprintf(f,
 		"\nOptions:\n"
@@ -285,6 +289,8 @@ int main(int argc, char **argv)
 	c = command_find(argv[optind]);
 	if (!c)
 		return 2;
+	if (c->own_args)
+		return lf_run_main(o.socket, argc - optind, argv + optind);
 	if (c->args) {
 		arg = optind + 1 < argc ? argv[optind + 1] : NULL;
 		if (!arg || !choice_valid(c, arg)) {

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: MIT
+/*
+ * run.c - `loopfastctl run [--no-auto] [--shim PATH] [--] CMD ARGS...`
+ *
+ * Appends libloopfast.so to LD_PRELOAD, sets LOOPFAST_AUTO=1 (unless
+ * --no-auto, for programs that call the ioctl themselves) and execs the
+ * command, so its exit status is the command's own. It warns, and still
+ * runs the command, when the shim cannot reach it (a static binary: use
+ * mode `all`) or when loopfastd does not answer (plain TCP then).
+ */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "log.h"
+#include "run.h"
+
+#define SHIM_NAME "libloopfast.so"
+
+struct run_opts {
+	int no_auto;
+	const char *shim;
+	const char *socket;
+};
+
+static int file_readable(const char *path)
+{
+	return !access(path, R_OK);
+}
+
+/* dir/name into out if it fits and is readable. */
+static int shim_at(char *out, size_t size, const char *dir, const char *name)
+{
+	int n = snprintf(out, size, "%s/%s", dir, name);
+
+	return n > 0 && (size_t)n < size && file_readable(out);
+}
+
+/*
+ * The shim that belongs to this loopfastctl: $LOOPFAST_SHIM, then next to
+ * the binary (the build tree), then ../lib (an installed PREFIX).
+ */
+static int shim_find(char *out, size_t size)
+{
+	const char *env = getenv("LOOPFAST_SHIM");
+	char exe[PATH_MAX], *slash;
+	ssize_t n;
+
+	if (env && *env) {
+		if (!realpath(env, out) && snprintf(out, size, "%s", env) < 0)
+			return -EINVAL;
+		return file_readable(out) ? 0 : -ENOENT;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n < 0)
+		return -errno;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = '\0';
+	if (shim_at(out, size, exe, SHIM_NAME))
+		return 0;
+	slash = strrchr(exe, '/');
+	if (slash) {
+		*slash = '\0';
+		if (shim_at(out, size, exe, "lib/" SHIM_NAME))
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* LD_PRELOAD with the shim last, unless it is there already. */
+static int preload_set(const char *shim)
+{
+	const char *old = getenv("LD_PRELOAD");
+	char *val;
+	int ret;
+
+	if (!old || !*old)
+		return setenv("LD_PRELOAD", shim, 1) ? -errno : 0;
+	if (strstr(old, shim))
+		return 0;
+	if (asprintf(&val, "%s %s", old, shim) < 0)
+		return -ENOMEM;
+	ret = setenv("LD_PRELOAD", val, 1) ? -errno : 0;
+	free(val);
+	return ret;
+}
+
+/* The file execvp() would run for cmd, or cmd itself. */
+static void cmd_resolve(const char *cmd, char *out, size_t size)
+{
+	const char *path = getenv("PATH"), *p, *end;
+
+	snprintf(out, size, "%s", cmd);
+	if (strchr(cmd, '/') || !path)
+		return;
+	for (p = path; *p; p = *end ? end + 1 : end) {
+		end = strchrnul(p, ':');
+		snprintf(out, size, "%.*s/%s", (int)(end - p), p, cmd);
+		if (!access(out, X_OK))
+			return;
+	}
+	snprintf(out, size, "%s", cmd);
+}
+
+/*
+ * 1 when file is an ELF executable without a program interpreter, i.e.
+ * statically linked (Go binaries usually are): LD_PRELOAD cannot reach it.
+ */
+static int elf_is_static(const char *file)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	int fd, i, ret = 0;
+
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_phentsize != sizeof(ph))
+		goto out;
+	ret = 1;
+	for (i = 0; i < eh.e_phnum; i++) {
+		if (pread(fd, &ph, sizeof(ph), eh.e_phoff + i * sizeof(ph)) !=
+		    sizeof(ph)) {
+			ret = 0;
+			break;
+		}
+		if (ph.p_type == PT_INTERP) {
+			ret = 0;
+			break;
+		}
+	}
+out:
+	close(fd);
+	return ret;
+}
+
+static void daemon_check(const char *socket)
+{
+	char reply[4096];
+	int err = lf_ctl_request(socket, "status", reply, sizeof(reply));
+
+	if (err)
+		pr_warn("loopfastd does not answer on %s (%s): the program runs, on plain TCP; start loopfastd for the fast path",
+			socket,
+			err == -EREMOTEIO ? reply : strerror(-err));
+}
+
+static void run_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: loopfastctl run [--no-auto] [--shim PATH] [--] CMD [ARGS...]\n\n"
+		"Runs CMD with %s preloaded. Every TCP socket it creates is\n"
+		"opted in (LOOPFAST_AUTO=1) unless --no-auto is given.\n\n"
+		"  -n, --no-auto     only the program's own ioctl/setsockopt opt in\n"
+		"  -S, --shim PATH   the shim to preload (default: the installed one)\n"
+		"  -h, --help        this text\n",
+		SHIM_NAME);
+}
+
+static int run_parse(struct run_opts *o, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "no-auto", no_argument, NULL, 'n' },
+		{ "shim", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+nS:h", lopts, NULL)) != -1) {
+		switch (opt) {
+		case 'n':
+			o->no_auto = 1;
+			break;
+		case 'S':
+			o->shim = optarg;
+			break;
+		case 'h':
+			run_usage(stdout);
+			return 0;
+		default:
+			run_usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind >= argc) {
+		run_usage(stderr);
+		return -EINVAL;
+	}
+	return optind;
+}
+
+int lf_run_main(const char *socket, int argc, char **argv)
+{
+	struct run_opts o = { .socket = socket };
+	char shim[PATH_MAX], file[PATH_MAX];
+	int first, err;
+
+	first = run_parse(&o, argc, argv);
+	if (first <= 0)
+		return first ? 2 : 0;
+	if (o.shim)
+		setenv("LOOPFAST_SHIM", o.shim, 1);
+	err = shim_find(shim, sizeof(shim));
+	if (err) {
+		pr_err("cannot find %s (looked at $LOOPFAST_SHIM, next to loopfastctl and in ../lib); build it with 'make' or pass --shim PATH",
+		       SHIM_NAME);
+		return 127;
+	}
+	cmd_resolve(argv[first], file, sizeof(file));
+	if (elf_is_static(file))
+		pr_warn("%s is statically linked: the shim cannot reach it, so it stays on plain TCP; use 'loopfastctl mode all' to put every loopback connection on the fast path",
+			file);
+	daemon_check(o.socket);
+	err = preload_set(shim);
+	if (!err && !o.no_auto)
+		err = setenv("LOOPFAST_AUTO", "1", 1) ? -errno : 0;
+	else if (!err)
+		err = unsetenv("LOOPFAST_AUTO") ? -errno : 0;
+	if (err) {
+		pr_err("cannot set the environment: %s", strerror(-err));
+		return 127;
+	}
+	unsetenv("LOOPFAST_SHIM");
+	execvp(argv[first], argv + first);
+	err = errno;
+	pr_err("cannot run %s: %s", argv[first], strerror(err));
+	return err == ENOENT ? 127 : 126;
+}

@@ -1,0 +1,384 @@
+// SPDX-License-Identifier: MIT
+/*
+ * io.c - reads on fast sockets behave as reads on TCP.
+ *
+ * Measured on 6.18: a blocking read on a socket with a sockmap attached
+ * returns EAGAIN when a signal arrives (TCP restarts it under SA_RESTART,
+ * or fails it with EINTR) and now and then after a wake-up with nothing
+ * to read; MSG_WAITALL returns what is queued; splice() into a pipe
+ * hangs although data is queued.
+ *
+ * The hot path is the plain call: a read that succeeds costs no extra
+ * system call. Only a read that fails with EAGAIN, or comes back short
+ * under MSG_WAITALL, asks what the socket is (cached per fd), whether it
+ * blocks and whether it has SO_RCVTIMEO, and then waits (poll) and calls
+ * again, as the kernel does for TCP.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define SPLICE_CHUNK 65536
+#define PIPE_PAGE 4096
+#define WAITALL_IOV 64
+
+/* A blocking fast socket without SO_RCVTIMEO? errno kept. */
+static int fast_blocking(int fd, int flags)
+{
+	struct timeval tv = { 0 };
+	socklen_t len = sizeof(tv);
+	int fl, saved = errno, ret = 0;
+
+	if (flags & MSG_DONTWAIT || shim__fd_state(fd) != SHIM_FD_FAST)
+		goto out;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fl & O_NONBLOCK)
+		goto out;
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) ||
+	    tv.tv_sec || tv.tv_usec)
+		goto out;
+	ret = 1;
+out:
+	errno = saved;
+	return ret;
+}
+
+/* Wait until fd is readable: 0, or -1 with EINTR for a handler without
+ * SA_RESTART (a restarting one just waits on). */
+static int wait_readable(int fd, const struct shim_sigmark *m)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+
+	while (poll(&p, 1, -1) < 0) {
+		if (errno != EINTR)
+			return 0; /* let the read report it */
+		if (shim__sigsince(m) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int shim__retry_eagain(int fd, int flags, const struct shim_sigmark *m)
+{
+	if (!fast_blocking(fd, flags)) {
+		errno = EAGAIN;
+		return 0;
+	}
+	if (shim__sigsince(m) < 0 || wait_readable(fd, m)) {
+		shim__log("read on fast socket %d: EINTR", fd);
+		errno = EINTR;
+		return -1;
+	}
+	return 1;
+}
+
+enum rd_kind { RD_READ, RD_READV, RD_RECV, RD_RECVFROM, RD_RECVMSG };
+
+/* One read call, whatever its kind. */
+struct rd {
+	enum rd_kind kind;
+	int fd;
+	int flags;
+	void *buf;
+	size_t len;
+	const struct iovec *iov;
+	int iovcnt;
+	struct sockaddr *addr;
+	socklen_t *alen;
+	struct msghdr *msg;
+};
+
+static ssize_t rd_call(const struct rd *rd)
+{
+	switch (rd->kind) {
+	case RD_READ:
+		return REAL(read)(rd->fd, rd->buf, rd->len);
+	case RD_READV:
+		return REAL(readv)(rd->fd, rd->iov, rd->iovcnt);
+	case RD_RECV:
+		return REAL(recv)(rd->fd, rd->buf, rd->len, rd->flags);
+	case RD_RECVFROM:
+		return REAL(recvfrom)(rd->fd, rd->buf, rd->len, rd->flags,
+				      rd->addr, rd->alen);
+	case RD_RECVMSG:
+		return REAL(recvmsg)(rd->fd, rd->msg, rd->flags);
+	}
+	errno = EINVAL;
+	return -1;
+}
+
+/* The call, made again while EAGAIN hides a wait TCP would have done. */
+static ssize_t rd_blocking(const struct rd *rd, struct shim_sigmark *m)
+{
+	ssize_t r;
+
+	for (;;) {
+		shim__sigmark(m);
+		r = rd_call(rd);
+		if (r >= 0 || errno != EAGAIN)
+			return r;
+		if (shim__retry_eagain(rd->fd, rd->flags, m) <= 0)
+			return -1;
+	}
+}
+
+static size_t iov_total(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* iov without its first `skip` bytes, into out (at most max entries). */
+static int iov_advance(const struct iovec *iov, int n, size_t skip,
+		       struct iovec *out, int max)
+{
+	int i, k = 0;
+
+	for (i = 0; i < n && k < max; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		out[k].iov_base = (char *)iov[i].iov_base + skip;
+		out[k].iov_len = iov[i].iov_len - skip;
+		skip = 0;
+		k++;
+	}
+	return k;
+}
+
+/*
+ * MSG_WAITALL on a fast socket returns what is queued; TCP waits for all
+ * of it, unless EOF, an error or a signal comes first, and then returns
+ * what it has.
+ */
+static ssize_t rd_waitall(const struct rd *rd, ssize_t got,
+			  const struct shim_sigmark *m0)
+{
+	struct iovec one = { rd->buf, rd->len }, rest[WAITALL_IOV];
+	const struct iovec *iov = &one;
+	int n = 1, saved = errno;
+	struct shim_sigmark m;
+	struct msghdr h;
+	size_t total;
+	ssize_t r;
+
+	if (rd->kind == RD_RECVMSG) {
+		iov = rd->msg->msg_iov;
+		n = rd->msg->msg_iovlen;
+	}
+	total = iov_total(iov, n);
+	if ((size_t)got >= total || rd->flags & MSG_PEEK ||
+	    !fast_blocking(rd->fd, rd->flags))
+		return got;
+	while ((size_t)got < total && !shim__sigsince(m0)) {
+		memset(&h, 0, sizeof(h));
+		h.msg_iov = rest;
+		h.msg_iovlen = iov_advance(iov, n, got, rest, WAITALL_IOV);
+		struct rd more = { .kind = RD_RECVMSG, .fd = rd->fd,
+				   .flags = rd->flags & ~MSG_WAITALL,
+				   .msg = &h };
+		r = rd_blocking(&more, &m);
+		if (r <= 0)
+			break;
+		got += r;
+	}
+	errno = saved;
+	return got;
+}
+
+static ssize_t rd_run(const struct rd *rd)
+{
+	struct shim_sigmark m;
+	ssize_t r = rd_blocking(rd, &m);
+
+	if (r > 0 && rd->flags & MSG_WAITALL)
+		return rd_waitall(rd, r, &m);
+	return r;
+}
+
+LF_EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+	struct rd rd = { .kind = RD_READ, .fd = fd, .buf = buf, .len = len };
+
+	return rd_run(&rd);
+}
+
+LF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct rd rd = { .kind = RD_READV, .fd = fd, .iov = iov,
+			 .iovcnt = iovcnt };
+
+	return rd_run(&rd);
+}
+
+LF_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	struct rd rd = { .kind = RD_RECV, .fd = fd, .buf = buf, .len = len,
+			 .flags = flags };
+
+	return rd_run(&rd);
+}
+
+LF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
+			   struct sockaddr *addr, socklen_t *alen)
+{
+	struct rd rd = { .kind = RD_RECVFROM, .fd = fd, .buf = buf,
+			 .len = len, .flags = flags, .addr = addr,
+			 .alen = alen };
+
+	return rd_run(&rd);
+}
+
+LF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct rd rd = { .kind = RD_RECVMSG, .fd = fd, .flags = flags,
+			 .msg = msg };
+
+	return rd_run(&rd);
+}
+
+/* _FORTIFY_SOURCE variants: libc's own check first, then as above. */
+ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
+ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
+		       int flags, struct sockaddr *addr, socklen_t *alen);
+
+LF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+	if (len > buflen)
+		return REAL(__read_chk)(fd, buf, len, buflen);
+	return read(fd, buf, len);
+}
+
+LF_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
+			     int flags)
+{
+	if (len > buflen)
+		return REAL(__recv_chk)(fd, buf, len, buflen, flags);
+	return recv(fd, buf, len, flags);
+}
+
+LF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
+				 int flags, struct sockaddr *addr,
+				 socklen_t *alen)
+{
+	if (len > buflen)
+		return REAL(__recvfrom_chk)(fd, buf, len, buflen, flags, addr,
+					    alen);
+	return recvfrom(fd, buf, len, flags, addr, alen);
+}
+
+/* --- splice --- */
+
+/*
+ * Wait for room in the pipe as splice does: 0 when there is room for a
+ * page, -1 with EAGAIN (non-blocking) or EINTR (a handler without
+ * SA_RESTART) otherwise.
+ */
+static int pipe_room(int pfd, int nonblock, const struct shim_sigmark *m)
+{
+	struct pollfd p = { .fd = pfd, .events = POLLOUT };
+	int n;
+
+	for (;;) {
+		n = poll(&p, 1, nonblock ? 0 : -1);
+		if (n > 0)
+			return 0;
+		if (n == 0) {
+			errno = EAGAIN;
+			return -1;
+		}
+		if (errno != EINTR)
+			return 0; /* the write reports it */
+		if (shim__sigsince(m) < 0)
+			return -1;
+	}
+}
+
+/*
+ * Peek at the socket, write into the pipe a page at a time while it has
+ * room (so no write blocks where splice would not), then consume from
+ * the socket exactly what went into the pipe.
+ */
+static ssize_t splice_emulate(int in, int out, size_t len, unsigned int flags)
+{
+	int nonblock_pipe, fl;
+	struct shim_sigmark m;
+	ssize_t n, w, done = 0;
+	char *buf;
+
+	fl = fcntl(out, F_GETFL);
+	if (fl < 0 || fcntl(out, F_GETPIPE_SZ) < 0)
+		return -2; /* not a pipe: the kernel's answer */
+	nonblock_pipe = flags & SPLICE_F_NONBLOCK || fl & O_NONBLOCK;
+	shim__sigmark(&m);
+	if (pipe_room(out, nonblock_pipe, &m))
+		return -1;
+	buf = malloc(SPLICE_CHUNK);
+	if (!buf) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (len > SPLICE_CHUNK)
+		len = SPLICE_CHUNK;
+	n = recv(in, buf, len, MSG_PEEK);
+	if (n <= 0) {
+		done = n;
+		goto out;
+	}
+	while (done < n) {
+		if (done) {
+			struct pollfd p = { .fd = out, .events = POLLOUT };
+
+			if (poll(&p, 1, 0) <= 0)
+				break;
+		}
+		w = write(out, buf + done,
+			  n - done < PIPE_PAGE ? n - done : PIPE_PAGE);
+		if (w < 0) {
+			if (!done)
+				done = -1;
+			goto out;
+		}
+		done += w;
+	}
+	/* What went into the pipe leaves the socket; it was peeked here. */
+	if (REAL(recv)(in, buf, done, MSG_DONTWAIT) != done)
+		shim__log("splice from fast socket %d: consume short", in);
+out:
+	fl = errno;
+	free(buf);
+	errno = fl;
+	return done;
+}
+
+LF_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out,
+			 size_t len, unsigned int flags)
+{
+	ssize_t (*real)(int, loff_t *, int, loff_t *, size_t, unsigned int) =
+		REAL(splice);
+	ssize_t r;
+
+	if (off_in || !len || shim__fd_state(in) != SHIM_FD_FAST)
+		return real(in, off_in, out, off_out, len, flags);
+	r = splice_emulate(in, out, len, flags);
+	if (r == -2 || (r < 0 && errno == ENOTSOCK)) {
+		shim__fd_forget(in);
+		return real(in, off_in, out, off_out, len, flags);
+	}
+	return r;
+}

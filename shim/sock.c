@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: MIT
+/*
+ * sock.c - the ioctl, the auto opt-in, and keeping the per-fd cache true
+ * when descriptors are created, closed or replaced.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "loopfast.h"
+#include "shim.h"
+
+#define CLOSE_RANGE_CLOEXEC_FLAG (1U << 2)
+
+/* ioctl(SIO_LOOPBACK_FAST_PATH) is the socket option with ioctl errnos. */
+static int fast_path_ioctl(int fd, const void *arg)
+{
+	int ret = setsockopt(fd, SOL_LOOPFAST, LOOPFAST_FAST_PATH, arg,
+			     sizeof(int));
+
+	/* No hook answered: the data path is not loaded here. */
+	if (ret && errno == ENOPROTOOPT)
+		errno = EOPNOTSUPP;
+	shim__log("ioctl(%d, SIO_LOOPBACK_FAST_PATH): %s", fd,
+		  ret ? "failed" : "ok");
+	return ret;
+}
+
+/*
+ * The kernel truncates the request to 32 bits, so a program that passed
+ * the constant through a signed int (0xffffffff98000010) means it too.
+ */
+LF_EXPORT int ioctl(int fd, unsigned long request, ...)
+{
+	int (*real)(int, unsigned long, ...) = REAL(ioctl);
+	va_list ap;
+	void *arg;
+
+	va_start(ap, request);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if ((unsigned int)request == (unsigned int)SIO_LOOPBACK_FAST_PATH)
+		return fast_path_ioctl(fd, arg);
+	return real(fd, request, arg);
+}
+
+static int is_tcp(int domain, int type, int protocol)
+{
+	type &= ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	return (domain == AF_INET || domain == AF_INET6) &&
+	       type == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP);
+}
+
+LF_EXPORT int socket(int domain, int type, int protocol)
+{
+	int (*real)(int, int, int) = REAL(socket);
+	int fd = real(domain, type, protocol), saved, on = 1;
+
+	if (fd < 0)
+		return fd;
+	shim__fd_forget(fd);
+	if (shim__auto() && is_tcp(domain, type, protocol)) {
+		saved = errno;
+		if (setsockopt(fd, SOL_LOOPFAST, LOOPFAST_FAST_PATH, &on,
+			       sizeof(on)))
+			shim__log("auto opt-in of socket %d failed (errno %d)",
+				  fd, errno);
+		errno = saved;
+	}
+	return fd;
+}
+
+LF_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	int (*real)(int, struct sockaddr *, socklen_t *) = REAL(accept);
+	int nfd = real(fd, addr, len);
+
+	shim__fd_forget(nfd);
+	return nfd;
+}
+
+LF_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	int (*real)(int, struct sockaddr *, socklen_t *, int) = REAL(accept4);
+	int nfd = real(fd, addr, len, flags);
+
+	shim__fd_forget(nfd);
+	return nfd;
+}
+
+LF_EXPORT int close(int fd)
+{
+	int (*real)(int) = REAL(close);
+	int ret = real(fd);
+
+	shim__fd_forget(fd);
+	return ret;
+}
+
+LF_EXPORT int dup2(int oldfd, int newfd)
+{
+	int (*real)(int, int) = REAL(dup2);
+	int ret = real(oldfd, newfd);
+
+	if (ret >= 0 && oldfd != newfd)
+		shim__fd_forget(newfd);
+	return ret;
+}
+
+LF_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	int (*real)(int, int, int) = REAL(dup3);
+	int ret = real(oldfd, newfd, flags);
+
+	if (ret >= 0)
+		shim__fd_forget(newfd);
+	return ret;
+}
+
+LF_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	int (*real)(unsigned int, unsigned int, int) = REAL(close_range);
+	int ret = real(first, last, flags);
+
+	if (!ret && !(flags & CLOSE_RANGE_CLOEXEC_FLAG))
+		shim__fd_forget_range(first, last);
+	return ret;
+}
