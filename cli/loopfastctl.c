@@ -135,11 +135,29 @@ static int is_number(const char *s, size_t len)
 	return 1;
 }
 
-/* "key value" lines as one JSON object; repeated "conn" lines as a list. */
+/* Keys that repeat, one line per item: printed as JSON lists. */
+static const char *list_name(const char *line, size_t keylen)
+{
+	if (keylen == 4 && !strncmp(line, "conn", 4))
+		return "conns";
+	if (keylen == 4 && !strncmp(line, "hook", 4))
+		return "hook-list";
+	return NULL;
+}
+
+static void json_value(const char *v, size_t len)
+{
+	if (is_number(v, len))
+		fwrite(v, 1, len, stdout);
+	else
+		json_str(v, len);
+}
+
+/* "key value" lines as one JSON object; repeated keys as lists. */
 static void print_json(const char *reply)
 {
-	const char *line = reply, *nl, *sp;
-	int first = 1, conns = 0;
+	const char *line = reply, *nl, *sp, *list, *open = NULL;
+	int first = 1;
 
 	printf("{");
 	for (; *line; line = nl + 1) {
@@ -147,33 +165,29 @@ static void print_json(const char *reply)
 		sp = memchr(line, ' ', nl - line);
 		if (!sp)
 			sp = nl;
-		if (!strncmp(line, "conn ", 5)) {
-			printf("%s%s",
-			       conns ? "," :
-				       (first ? "\"conns\":[" : ",\"conns\":["),
-			       "");
-			json_str(sp + 1, nl - sp - 1);
-			conns = 1;
-			first = 0;
-		} else {
-			if (conns) {
-				printf("]");
-				conns = 0;
-			}
-			printf("%s", first ? "" : ",");
-			json_str(line, sp - line);
-			putchar(':');
-			if (sp < nl && is_number(sp + 1, nl - sp - 1))
-				fwrite(sp + 1, 1, nl - sp - 1, stdout);
-			else
-				json_str(sp < nl ? sp + 1 : sp,
-					 sp < nl ? nl - sp - 1 : 0);
-			first = 0;
+		list = list_name(line, sp - line);
+		if (open && list != open) {
+			printf("]");
+			open = NULL;
 		}
+		if (list && list == open) {
+			printf(",");
+		} else {
+			printf("%s", first ? "" : ",");
+			json_str(list ? list : line,
+				 list ? strlen(list) : (size_t)(sp - line));
+			printf(list ? ":[" : ":");
+			open = list;
+		}
+		if (sp < nl)
+			json_value(sp + 1, nl - sp - 1);
+		else
+			json_str(sp, 0);
+		first = 0;
 		if (!*nl)
 			break;
 	}
-	if (conns)
+	if (open)
 		printf("]");
 	printf("}\n");
 }

@@ -78,6 +78,18 @@ static __u64 now_ns(void)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
+/* The filter hooks found, one "hook KIND WHAT" line each. */
+static void hooks_add(struct lf_daemon *d, struct reply *r)
+{
+	int i, n = d->hooks.n < LF_HOOKS_MAX ? d->hooks.n : LF_HOOKS_MAX;
+
+	reply_add(r, "hooks %d\n", d->hooks.n);
+	for (i = 0; i < n; i++)
+		reply_add(r, "hook %s %s\n",
+			  lf_hook_kind_name(d->hooks.h[i].kind),
+			  d->hooks.h[i].what);
+}
+
 static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 {
 	(void)arg;
@@ -91,6 +103,7 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 		"sockhash-size %u\ndetour-limit %llu\nheartbeat-age-ms %llu\n",
 		d->dp.sockhash_size, (unsigned long long)d->cfg.detour_limit,
 		(unsigned long long)(now_ns() - d->cfg.heartbeat_ns) / 1000000);
+	hooks_add(d, r);
 	return 0;
 }
 

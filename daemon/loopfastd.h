@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <linux/types.h>
 
+#include "filter.h"
 #include "lf_shared.h"
 
 struct loopfast_bpf;
@@ -72,7 +73,11 @@ struct lf_daemon {
 	int ctl_fd;
 	int quit; /* 1: exit, keep pins; 2: unload and exit */
 	struct lf_client clients[LF_CTL_MAX_CLIENTS];
+	struct lf_hooks hooks; /* filter hooks found by the last scan */
 };
+
+/* watch.c */
+void lf_watch_scan(struct lf_hooks *hs, const char *cgroup);
 
 int lf_daemon_set_mode(struct lf_daemon *d, int mode);
 int lf_daemon_set_filter_policy(struct lf_daemon *d, int ignore);

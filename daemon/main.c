@@ -302,11 +302,61 @@ static __u64 monotonic_ns(void)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
+/* Log what appeared and what went since the last scan. */
+static void hooks_log_diff(const struct lf_hooks *old, const struct lf_hooks *new,
+			   int ignore)
+{
+	int i, j, n_old = old->n < LF_HOOKS_MAX ? old->n : LF_HOOKS_MAX;
+	int n_new = new->n < LF_HOOKS_MAX ? new->n : LF_HOOKS_MAX;
+
+	for (i = 0; i < n_new; i++) {
+		for (j = 0; j < n_old; j++)
+			if (!strcmp(new->h[i].what, old->h[j].what))
+				break;
+		if (j == n_old)
+			pr_warn("filter hook found: %s %s; %s",
+				lf_hook_kind_name(new->h[i].kind),
+				new->h[i].what,
+				ignore ? "ignored (filter-policy ignore)" :
+					 "new connections take the regular path");
+	}
+	for (j = 0; j < n_old; j++) {
+		for (i = 0; i < n_new; i++)
+			if (!strcmp(new->h[i].what, old->h[j].what))
+				break;
+		if (i == n_new)
+			pr_info("filter hook gone: %s %s",
+				lf_hook_kind_name(old->h[j].kind),
+				old->h[j].what);
+	}
+}
+
+/* Look for filter hooks; the veto follows them and the policy. */
+static void daemon_watch(struct lf_daemon *d)
+{
+	struct lf_hooks *now = malloc(sizeof(*now));
+	__u32 veto;
+
+	if (!now)
+		return;
+	lf_watch_scan(now, d->opts.cgroup);
+	if (!lf_hooks_equal(&d->hooks, now))
+		hooks_log_diff(&d->hooks, now, d->opts.filter_ignore);
+	d->hooks = *now;
+	free(now);
+	veto = d->hooks.n > 0 && !d->opts.filter_ignore;
+	if (veto != d->cfg.veto)
+		pr_info("veto %s: new connections %s", veto ? "on" : "off",
+			veto ? "take the regular path" : "may be fast again");
+	d->cfg.veto = veto;
+}
+
 /* Write the current policy and a fresh heartbeat into the config map. */
 static int daemon_publish(struct lf_daemon *d)
 {
 	int err;
 
+	daemon_watch(d);
 	d->cfg.heartbeat_ns = monotonic_ns();
 	err = lf_dp_config_write(&d->dp, &d->cfg);
 	if (err)
@@ -327,7 +377,11 @@ int lf_daemon_set_mode(struct lf_daemon *d, int mode)
 int lf_daemon_set_filter_policy(struct lf_daemon *d, int ignore)
 {
 	d->opts.filter_ignore = ignore;
-	pr_info("filter-policy %s", ignore ? "ignore" : "respect");
+	if (ignore)
+		pr_warn("filter-policy ignore: filter hooks no longer veto the fast path%s",
+			d->hooks.n ? " (some are present now)" : "");
+	else
+		pr_info("filter-policy respect");
 	return daemon_publish(d);
 }
 

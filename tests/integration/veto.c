@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: MIT
+/*
+ * veto.c - packet-filter hooks veto new fast connections (the contract's
+ * "Filter hooks"): for each kind of hook, really add one in a private
+ * network namespace (and the test's private cgroup), and check the path
+ * of new connections before, while and after it is there. Existing fast
+ * connections keep their path. The time the veto takes to engage and to
+ * release is printed.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define VETO_WAIT_MS 3000
+
+static struct lf_env env;
+static int xdp_link = -1;
+static int cg_prog = -1;
+
+static void teardown(void)
+{
+	lf_close(&xdp_link);
+	if (cg_prog >= 0)
+		lf_filter_hook_remove(&env, cg_prog);
+	cg_prog = -1;
+	lf_env_stop(&env);
+}
+
+TestSuite(veto, .fini = teardown, .timeout = 120);
+
+static void start(void)
+{
+	int err, ns = lf_netns_new();
+
+	cr_assert(ns >= 0, "private network namespace: %s", strerror(-ns));
+	close(ns);
+	err = lf_env_start(&env, NULL);
+	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+}
+
+/* Poll status until veto == want; milliseconds it took, or -1. */
+static int veto_wait(int want)
+{
+	int64_t t0 = lf_now_ms();
+	char v[16];
+
+	while (lf_now_ms() - t0 < VETO_WAIT_MS) {
+		if (!lf_env_status_field(&env, "veto", v, sizeof(v)) &&
+		    atoi(v) == want)
+			return lf_now_ms() - t0;
+		lf_sleep_ms(20);
+	}
+	return -1;
+}
+
+/* A new pair, both ends opted in: its LOOPFAST_STATE. */
+static int new_pair_state(void)
+{
+	int c, s, st;
+
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	st = lf_state(c);
+	cr_assert(send(c, "x", 1, 0) == 1 && recv(s, (char[1]){ 0 }, 1, 0) == 1,
+		  "data over the pair");
+	lf_close(&c);
+	lf_close(&s);
+	return st;
+}
+
+static void status_has(const char *needle)
+{
+	char reply[8192];
+
+	cr_assert(lf_env_ctl(&env, "status", reply, sizeof(reply)) == 0);
+	cr_assert(strstr(reply, needle), "status does not name '%s':\n%s",
+		  needle, reply);
+}
+
+typedef int (*hook_fn)(void);
+
+/*
+ * The common course: fast before; add the hook; veto within a second;
+ * new pairs regular (and counted), the old pair still fast; remove it;
+ * new pairs fast again.
+ */
+static void veto_course(const char *what, hook_fn add, hook_fn del,
+			const char *status_word)
+{
+	long long v0;
+	int c, s, ms_on, ms_off;
+
+	start();
+	cr_assert(veto_wait(0) >= 0, "%s: veto set before any hook", what);
+	cr_assert(new_pair_state() == 1, "%s: not fast before the hook", what);
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	cr_assert(lf_state(c) == 1);
+
+	cr_assert(add() == 0, "%s: could not add the hook", what);
+	ms_on = veto_wait(1);
+	cr_assert(ms_on >= 0, "%s: no veto within %d ms", what, VETO_WAIT_MS);
+	status_has(status_word);
+	v0 = lf_env_stat(&env, "regular-veto");
+	cr_assert(new_pair_state() == 0, "%s: new pair fast under a veto",
+		  what);
+	cr_assert(lf_env_stat(&env, "regular-veto") > v0,
+		  "%s: regular-veto did not count", what);
+	cr_assert(lf_state(c) == 1 && lf_state(s) == 1,
+		  "%s: an existing fast pair left its path", what);
+	cr_assert(send(c, "y", 1, 0) == 1 && recv(s, (char[1]){ 0 }, 1, 0) == 1);
+
+	cr_assert(del() == 0, "%s: could not remove the hook", what);
+	ms_off = veto_wait(0);
+	cr_assert(ms_off >= 0, "%s: veto still on %d ms after removal", what,
+		  VETO_WAIT_MS);
+	cr_assert(new_pair_state() == 1, "%s: not fast after the hook went",
+		  what);
+	fprintf(stderr, "veto %s: engaged in %d ms, released in %d ms\n", what,
+		ms_on, ms_off);
+	lf_close(&c);
+	lf_close(&s);
+	lf_env_finish(&env);
+}
+
+static int nft_add(void)
+{
+	return lf_sh("nft add table inet lftest && "
+		     "nft add chain inet lftest in "
+		     "'{ type filter hook input priority 0; }'");
+}
+
+static int nft_del(void)
+{
+	return lf_sh("nft delete table inet lftest");
+}
+
+static int ipt_add(void)
+{
+	return lf_sh("iptables-legacy -A OUTPUT -o lo -j ACCEPT");
+}
+
+static int ipt_del(void)
+{
+	return lf_sh("iptables-legacy -F OUTPUT");
+}
+
+static int tc_add(void)
+{
+	return lf_sh("tc qdisc add dev lo clsact && tc filter add dev lo "
+		     "ingress protocol all prio 1 u32 match u32 0 0 flowid 1:1");
+}
+
+static int tc_del(void)
+{
+	return lf_sh("tc qdisc del dev lo clsact");
+}
+
+/* XDP_PASS on lo, generic mode, through a BPF link. */
+static int xdp_add(void)
+{
+	struct bpf_insn prog[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0,
+		  .imm = XDP_PASS },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	union bpf_attr attr;
+	int pfd;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_type = BPF_PROG_TYPE_XDP;
+	attr.expected_attach_type = BPF_XDP;
+	attr.insns = (uintptr_t)prog;
+	attr.insn_cnt = 2;
+	attr.license = (uintptr_t) "GPL";
+	pfd = syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+	if (pfd < 0)
+		return -errno;
+	memset(&attr, 0, sizeof(attr));
+	attr.link_create.prog_fd = pfd;
+	attr.link_create.target_ifindex = if_nametoindex("lo");
+	attr.link_create.attach_type = BPF_XDP;
+	attr.link_create.flags = XDP_FLAGS_SKB_MODE;
+	xdp_link = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	close(pfd);
+	return xdp_link < 0 ? -errno : 0;
+}
+
+static int xdp_del(void)
+{
+	lf_close(&xdp_link);
+	return 0;
+}
+
+static int cg_add(void)
+{
+	cg_prog = lf_filter_hook_add(&env);
+	return cg_prog < 0 ? cg_prog : 0;
+}
+
+static int cg_del(void)
+{
+	int err = lf_filter_hook_remove(&env, cg_prog);
+
+	cg_prog = -1;
+	return err;
+}
+
+Test(veto, nftables_base_chain)
+{
+	veto_course("nftables", nft_add, nft_del, "hook nftables table inet lftest");
+}
+
+Test(veto, iptables_legacy_rule)
+{
+	if (lf_sh("command -v iptables-legacy >/dev/null"))
+		cr_assert_fail("iptables-legacy is missing: make check installs the iptables package (scripts/deps.sh)");
+	veto_course("iptables-legacy", ipt_add, ipt_del,
+		    "hook iptables-legacy iptables table filter");
+}
+
+Test(veto, tc_filter_on_lo)
+{
+	veto_course("tc", tc_add, tc_del, "hook tc u32 filter on lo ingress");
+}
+
+Test(veto, xdp_on_lo)
+{
+	veto_course("xdp", xdp_add, xdp_del, "hook xdp xdp prog");
+}
+
+Test(veto, cgroup_skb_program)
+{
+	veto_course("cgroup-bpf", cg_add, cg_del, "hook cgroup-bpf");
+}
+
+/* An nft chain that cannot see loopback (forward) vetoes nothing. */
+Test(veto, forward_chain_is_no_hook)
+{
+	start();
+	cr_assert(lf_sh("nft add table ip lftest && nft add chain ip lftest fw "
+			"'{ type filter hook forward priority 0; }'") == 0);
+	lf_sleep_ms(1200);
+	cr_assert(veto_wait(0) >= 0, "a forward chain set the veto");
+	cr_assert(new_pair_state() == 1);
+	cr_assert(lf_sh("nft delete table ip lftest") == 0);
+	lf_env_finish(&env);
+}
+
+/* filter-policy ignore waives the veto; respect brings it back. */
+Test(veto, filter_policy_ignore)
+{
+	char reply[512];
+
+	start();
+	cr_assert(tc_add() == 0);
+	cr_assert(veto_wait(1) >= 0);
+	cr_assert(lf_env_ctl(&env, "filter-policy ignore", reply,
+			     sizeof(reply)) == 0, "%s", reply);
+	cr_assert(veto_wait(0) >= 0, "veto kept under filter-policy ignore");
+	status_has("filter-policy ignore");
+	status_has("hook tc");
+	cr_assert(new_pair_state() == 1);
+	cr_assert(lf_env_ctl(&env, "filter-policy respect", reply,
+			     sizeof(reply)) == 0, "%s", reply);
+	cr_assert(veto_wait(1) >= 0, "respect did not bring the veto back");
+	cr_assert(new_pair_state() == 0);
+	cr_assert(tc_del() == 0);
+	lf_env_finish(&env);
+}
