@@ -3,13 +3,19 @@
  * check.c - "loopfastctl check": probe the running kernel and system for
  * what loopfast needs, and say in plain words what is missing.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/utsname.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 #include <linux/magic.h>
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "check.h"
@@ -124,6 +130,86 @@ static int probe_sockopt(char *why, size_t size)
 			  size);
 }
 
+/* A connected loopback TCP pair; 0 or -errno. */
+static int tcp_pair(int *c, int *s)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int l, err = 0;
+
+	*c = *s = -1;
+	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l < 0)
+		return -errno;
+	if (bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
+	    getsockname(l, (struct sockaddr *)&a, &len))
+		goto out_err;
+	*c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*c < 0 || connect(*c, (struct sockaddr *)&a, sizeof(a)))
+		goto out_err;
+	*s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (*s >= 0)
+		goto out;
+out_err:
+	err = -errno;
+out:
+	close(l);
+	return err;
+}
+
+static void probe_alarm(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * Does a blocking read on a socket in a sockhash return EAGAIN when a
+ * signal (SA_RESTART) arrives? TCP waits on. The shim hides this; the
+ * probe tells whether programs without it would see it.
+ */
+static int probe_read_gap(char *why, size_t size)
+{
+	struct sigaction sa = { .sa_handler = probe_alarm,
+				.sa_flags = SA_RESTART }, old;
+	struct itimerval it = { .it_value = { .tv_usec = 50000 } }, off = { 0 };
+	struct timeval tv = { .tv_sec = 1 };
+	int map, c, s, k = 0, ret, err;
+	char b;
+
+	map = bpf_map_create(BPF_MAP_TYPE_SOCKHASH, "lf_check", 4, 4, 1, NULL);
+	if (map < 0) {
+		snprintf(why, size, "cannot tell (sockhash: %s)",
+			 strerror(errno));
+		return 1;
+	}
+	err = tcp_pair(&c, &s);
+	if (err || bpf_map_update_elem(map, &k, &s, BPF_ANY)) {
+		snprintf(why, size, "cannot tell (%s)",
+			 strerror(err ? -err : errno));
+		ret = 1;
+		goto out;
+	}
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	sigaction(SIGALRM, &sa, &old);
+	setitimer(ITIMER_REAL, &it, NULL);
+	ret = recv(s, &b, 1, 0) < 0 && errno == EAGAIN;
+	setitimer(ITIMER_REAL, &off, NULL);
+	sigaction(SIGALRM, &old, NULL);
+	if (ret)
+		snprintf(why, size,
+			 "present: a blocking read on a fast socket returns EAGAIN after a signal (and MSG_WAITALL, splice differ); libloopfast.so (loopfastctl run) hides them, the raw socket option does not");
+	else
+		snprintf(why, size, "none seen");
+out:
+	if (c >= 0)
+		close(c);
+	if (s >= 0)
+		close(s);
+	close(map);
+	return ret;
+}
+
 static const struct probe probes[] = {
 	{ "privileges", probe_root },
 	{ "cgroup v2", probe_cgroup2 },
@@ -134,6 +220,7 @@ static const struct probe probes[] = {
 	{ "sockops programs", probe_sockops },
 	{ "sk_msg programs", probe_sk_msg },
 	{ "cgroup sockopt programs", probe_sockopt },
+	{ "read-side gaps", probe_read_gap },
 };
 
 static int silent_print(enum libbpf_print_level level, const char *fmt,
