@@ -41,6 +41,7 @@ DAEMON_SRCS := $(wildcard daemon/*.c)
 CLI_SRCS := $(wildcard cli/*.c)
 COMMON_SRCS := $(wildcard common/*.c)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
+FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 IT_SRCS := $(wildcard tests/integration/*.c)
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
@@ -54,7 +55,7 @@ TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
 EXAMPLE_BINS := $(patsubst examples/%.c,$(O)/examples/%,$(EXAMPLE_SRCS))
 
 .DELETE_ON_ERROR:
-.PHONY: all clean install uninstall check demo deps tests format bench
+.PHONY: all clean install uninstall check demo deps tests format bench fuzz
 
 all: $(O)/loopfastd $(O)/loopfastctl $(O)/libloopfast.so $(EXAMPLE_BINS)
 
@@ -145,8 +146,30 @@ $(O)/tests/asan-%: tests/tools/%.c | $(O)
 
 TOOL_ASAN_BINS := $(patsubst tests/tools/%.c,$(O)/tests/asan-%,$(TOOL_SRCS))
 
-tests: all $(UNIT_BINS) $(UNIT_ASAN_BINS) $(IT_BINS) $(TOOL_BINS) \
+tests: all $(UNIT_BINS) $(UNIT_ASAN_BINS) $(IT_BINS) $(TOOL_BINS) $(FUZZ_BINS) \
 	$(TOOL_ASAN_BINS) $(O)/asan/libloopfast.so
+
+# libFuzzer targets (clang): the control protocol and the config syntax.
+# `make fuzz FUZZ_TIME=600` runs each for that many seconds; `make check`
+# runs each for 30.
+FUZZ_TIME ?= 60
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	      -D_GNU_SOURCE -Icommon -Iinclude $(WARN)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(O)/tests/fuzz-%,$(FUZZ_SRCS))
+
+$(O)/tests/fuzz-%: tests/fuzz/%.c $(COMMON_SRCS) | $(O)
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(CLANG) $(FUZZ_FLAGS) -MMD -MP -MF $@.d $< \
+		$(filter common/proto.c common/conf.c,$(COMMON_SRCS)) -o $@
+
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory $(FUZZ_BINS)
+	$(Q)for f in $(FUZZ_BINS); do \
+		echo "==== $$f ($(FUZZ_TIME) s)"; \
+		mkdir -p $(O)/fuzz-corpus/$$(basename $$f); \
+		$$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+			$(O)/fuzz-corpus/$$(basename $$f) || exit 1; \
+	done
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory tests

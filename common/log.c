@@ -26,6 +26,29 @@ void lf_log_raise(void)
 		log_max = log_max == LF_LOG_WARN ? LF_LOG_INFO : LF_LOG_DEBUG;
 }
 
+void lf_log_set_level(enum lf_log_level level)
+{
+	log_max = level;
+}
+
+int lf_log_level_parse(const char *name)
+{
+	static const struct {
+		const char *name;
+		enum lf_log_level level;
+	} names[] = {
+		{ "err", LF_LOG_ERR },	 { "error", LF_LOG_ERR },
+		{ "warn", LF_LOG_WARN }, { "warning", LF_LOG_WARN },
+		{ "info", LF_LOG_INFO }, { "debug", LF_LOG_DEBUG },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(name, names[i].name))
+			return names[i].level;
+	return -1;
+}
+
 enum lf_log_level lf_log_level(void)
 {
 	return log_max;

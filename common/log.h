@@ -14,6 +14,9 @@ enum lf_log_level {
 void lf_log_setup(const char *ident, enum lf_log_level level, int prefix);
 void lf_log_raise(void);
 enum lf_log_level lf_log_level(void);
+void lf_log_set_level(enum lf_log_level level);
+/* "err", "warn", "info", "debug" (and "error", "warning"); -1 if none. */
+int lf_log_level_parse(const char *name);
 
 void lf_log(enum lf_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

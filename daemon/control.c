@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * control.c - loopfastd's control socket: a Unix stream socket (0600),
- * one command per line, replies of "key value" lines ending in "OK" or
- * "FAIL <message>". Drivable by hand: socat - UNIX:/run/loopfast/loopfastd.sock
+ * one command per line (at most 4096 bytes), replies of "key value" lines
+ * ending in "OK" or "FAIL <message>". Drivable by hand:
+ *	socat - UNIX:/run/loopfast/loopfastd.sock
+ * Commands that change the daemon are for uid 0 only (SO_PEERCRED),
+ * whatever the file mode; the read-only ones are for anyone who can open
+ * the socket.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +25,7 @@
 
 #include "log.h"
 #include "loopfastd.h"
+#include "proto.h"
 
 struct reply {
 	char *buf;
@@ -233,13 +238,15 @@ static const struct ctl_cmd {
 	const char *name;
 	int (*fn)(struct lf_daemon *d, const char *arg, struct reply *r);
 	const char *help;
+	int mutating; /* root only */
 } ctl_cmds[] = {
-	{ "status", cmd_status, "daemon, mode, policy, attach point" },
-	{ "stats", cmd_stats, "counters" },
-	{ "conns", cmd_conns, "live fast connections" },
-	{ "mode", cmd_mode, "opt-in|all|off" },
-	{ "filter-policy", cmd_filter_policy, "respect|ignore" },
-	{ "unload", cmd_unload, "detach and unpin the data path, then exit" },
+	{ "status", cmd_status, "daemon, mode, policy, hooks found", 0 },
+	{ "stats", cmd_stats, "counters", 0 },
+	{ "conns", cmd_conns, "live fast connections", 0 },
+	{ "mode", cmd_mode, "opt-in|all|off (root)", 1 },
+	{ "filter-policy", cmd_filter_policy, "respect|ignore (root)", 1 },
+	{ "unload", cmd_unload,
+	  "detach and unpin the data path, then exit (root)", 1 },
 };
 
 static void ctl_help(struct reply *r)
@@ -251,42 +258,50 @@ static void ctl_help(struct reply *r)
 }
 
 /* Run one command line; the reply always ends with OK or FAIL. */
-static void ctl_run(struct lf_daemon *d, char *line, struct reply *r)
+static void ctl_run(struct lf_daemon *d, uid_t uid, char *line,
+		    struct reply *r)
 {
-	char *arg = strchr(line, ' ');
+	const struct ctl_cmd *cmd = NULL;
+	char *name, *arg;
 	size_t i, base;
 	int err;
 
-	if (arg) {
-		*arg++ = '\0';
-		while (*arg == ' ')
-			arg++;
+	if (lf_proto_split(line, &name, &arg)) {
+		reply_add(r, "FAIL bad input: one command and at most one argument, printable ASCII (try 'help')\n");
+		return;
 	}
-	if (!strcmp(line, "help")) {
+	if (!strcmp(name, "help")) {
 		ctl_help(r);
 		reply_add(r, "OK\n");
 		return;
 	}
-	for (i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++) {
-		if (strcmp(line, ctl_cmds[i].name))
-			continue;
-		base = r->len;
-		err = ctl_cmds[i].fn(d, arg && *arg ? arg : NULL, r);
-		if (!err) {
-			reply_add(r, "OK\n");
-		} else if (r->len > base) {
-			/* The command wrote its own message: make it FAIL's. */
-			char msg[256];
-
-			snprintf(msg, sizeof(msg), "%s", r->buf + base);
-			r->len = base;
-			reply_add(r, "FAIL %s\n", msg);
-		} else {
-			reply_add(r, "FAIL %s: %s\n", line, strerror(-err));
-		}
+	for (i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++)
+		if (!strcmp(name, ctl_cmds[i].name))
+			cmd = &ctl_cmds[i];
+	if (!cmd) {
+		reply_add(r, "FAIL unknown command '%.64s' (try 'help')\n",
+			  name);
 		return;
 	}
-	reply_add(r, "FAIL unknown command '%s' (try 'help')\n", line);
+	if (cmd->mutating && uid != 0) {
+		reply_add(r, "FAIL permission denied: '%s' changes loopfastd; only root may\n",
+			  name);
+		return;
+	}
+	base = r->len;
+	err = cmd->fn(d, arg, r);
+	if (!err) {
+		reply_add(r, "OK\n");
+	} else if (r->len > base) {
+		/* The command wrote its own message: make it FAIL's. */
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "%s", r->buf + base);
+		r->len = base;
+		reply_add(r, "FAIL %s\n", msg);
+	} else {
+		reply_add(r, "FAIL %s: %s\n", name, strerror(-err));
+	}
 }
 
 int lf_ctl_listen(const char *path)
@@ -327,122 +342,213 @@ int lf_ctl_listen(const char *path)
 	return fd;
 }
 
-/* Only root and the daemon's own user may drive it. */
-static int peer_allowed(int fd)
+/*
+ * One client: what it sent so far, what is still to be written to it.
+ * Sockets are non-blocking: a client that stops reading or sends half a
+ * line holds only its own slot, and loses it after CLIENT_IDLE_NS.
+ */
+struct lf_client {
+	int fd;
+	uid_t uid;
+	int closing; /* no more input; close once the output is out */
+	int discard; /* after a bad line: drop input, close at EOF */
+	__u64 last_ns; /* last progress either way */
+	struct lf_linebuf in;
+	char *out;
+	size_t out_len, out_off;
+};
+
+#define CLIENT_IDLE_NS (10ULL * 1000000000ULL)
+#define CLIENT_OUT_MAX (64U << 20)
+
+static void client_close(struct lf_daemon *d, int i)
+{
+	struct lf_client *c = d->clients[i];
+
+	close(c->fd);
+	free(c->out);
+	free(c);
+	d->clients[i] = NULL;
+}
+
+static uid_t peer_uid(int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
-		return 0;
-	return cred.uid == 0 || cred.uid == geteuid();
+		return (uid_t)-1;
+	return cred.uid;
 }
 
 void lf_ctl_serve(struct lf_daemon *d, int lfd)
 {
+	static const char busy[] = "FAIL too many clients; try again\n";
+	struct lf_client *c;
 	int fd, i;
 
-	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-		if (!peer_allowed(fd)) {
-			dprintf(fd, "FAIL permission denied\n");
+	while ((fd = accept4(lfd, NULL, NULL,
+			     SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+		for (i = 0; i < LF_CTL_MAX_CLIENTS && d->clients[i]; i++)
+			;
+		c = i < LF_CTL_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+		if (!c) {
+			send(fd, busy, sizeof(busy) - 1,
+			     MSG_NOSIGNAL | MSG_DONTWAIT);
 			close(fd);
 			continue;
 		}
-		for (i = 0; i < LF_CTL_MAX_CLIENTS; i++) {
-			if (d->clients[i].fd < 0) {
-				d->clients[i].fd = fd;
-				d->clients[i].len = 0;
-				break;
-			}
-		}
-		if (i == LF_CTL_MAX_CLIENTS) {
-			dprintf(fd, "FAIL too many clients\n");
-			close(fd);
-		}
+		c->fd = fd;
+		c->uid = peer_uid(fd);
+		c->last_ns = now_ns();
+		d->clients[i] = c;
 	}
 }
 
-static void client_close(struct lf_client *c)
+/* Queue bytes for the client; 0, or -ENOBUFS past CLIENT_OUT_MAX. */
+static int client_queue(struct lf_client *c, const char *buf, size_t len)
 {
-	close(c->fd);
-	c->fd = -1;
-	c->len = 0;
+	char *p;
+
+	if (c->out_len - c->out_off + len > CLIENT_OUT_MAX)
+		return -ENOBUFS;
+	if (c->out_off) {
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	p = realloc(c->out, c->out_len + len);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p + c->out_len, buf, len);
+	c->out = p;
+	c->out_len += len;
+	return 0;
 }
 
-static void write_all(int fd, const char *buf, size_t len)
+/* Write what the socket takes now. 0, or -errno when the client is gone. */
+static int client_flush(struct lf_client *c)
 {
 	ssize_t n;
 
-	while (len) {
-		n = send(fd, buf, len, MSG_NOSIGNAL);
+	while (c->out_off < c->out_len) {
+		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
 		if (n <= 0)
-			return;
-		buf += n;
-		len -= n;
+			return n < 0 ? -errno : -EPIPE;
+		c->out_off += n;
+		c->last_ns = now_ns();
 	}
+	c->out_off = c->out_len = 0;
+	return 0;
+}
+
+struct line_ctx {
+	struct lf_daemon *d;
+	struct lf_client *c;
+};
+
+static int client_line(char *line, void *ctx)
+{
+	struct line_ctx *lc = ctx;
+	struct reply r = { 0 };
+	int err;
+
+	ctl_run(lc->d, lc->c->uid, line, &r);
+	err = r.buf ? client_queue(lc->c, r.buf, r.len) : -ENOMEM;
+	free(r.buf);
+	return err;
 }
 
 /* Read what a client sent and answer every complete line. */
-static void client_input(struct lf_daemon *d, struct lf_client *c)
+static int client_input(struct lf_daemon *d, struct lf_client *c)
 {
-	struct reply r = { 0 };
-	char *nl;
+	static const char too_long[] =
+		"FAIL line too long (at most 4096 bytes)\n";
+	struct line_ctx lc = { d, c };
+	char buf[LF_CTL_LINE_MAX];
 	ssize_t n;
+	int err;
 
-	n = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len - 1);
-	if (n <= 0) {
-		client_close(c);
-		return;
+	n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	if (!n) {
+		c->closing = 1; /* half-closed: answer what came, then go */
+		return 0;
 	}
-	c->len += n;
-	c->buf[c->len] = '\0';
-	while ((nl = strchr(c->buf, '\n'))) {
-		*nl = '\0';
-		if (nl > c->buf && nl[-1] == '\r')
-			nl[-1] = '\0';
-		r.len = 0;
-		if (c->buf[0])
-			ctl_run(d, c->buf, &r);
-		if (r.buf)
-			write_all(c->fd, r.buf, r.len);
-		c->len -= nl + 1 - c->buf;
-		memmove(c->buf, nl + 1, c->len + 1);
+	c->last_ns = now_ns();
+	if (c->discard)
+		return 0;
+	err = lf_linebuf_feed(&c->in, buf, n, client_line, &lc);
+	if (err == -E2BIG) {
+		/*
+		 * Say why, then end our side; what the client still sends
+		 * is read and dropped, so closing does not reset the reply.
+		 */
+		c->discard = 1;
+		return client_queue(c, too_long, sizeof(too_long) - 1);
 	}
-	free(r.buf);
-	if (c->len >= sizeof(c->buf) - 1) {
-		dprintf(c->fd, "FAIL line too long\n");
-		client_close(c);
-	}
+	return err;
 }
 
 void lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n)
 {
 	struct pollfd *p = pfds;
+	struct lf_client *c;
 	int i;
 
 	for (i = 0; i < LF_CTL_MAX_CLIENTS; i++) {
-		if (d->clients[i].fd < 0)
+		c = d->clients[i];
+		if (!c)
 			continue;
-		p[*n].fd = d->clients[i].fd;
-		p[*n].events = POLLIN;
+		p[*n].fd = c->fd;
+		p[*n].events = (c->closing ? 0 : POLLIN) |
+			       (c->out_len > c->out_off ? POLLOUT : 0);
 		p[*n].revents = 0;
 		(*n)++;
 	}
 }
 
-void lf_ctl_handle(struct lf_daemon *d, void *pfds, int n)
+static int client_pollfd(void *pfds, int n, int fd)
 {
 	struct pollfd *p = pfds;
-	int i, j;
+	int i;
 
-	for (i = 0; i < n; i++) {
-		if (!p[i].revents)
+	for (i = 0; i < n; i++)
+		if (p[i].fd == fd)
+			return p[i].revents;
+	return 0;
+}
+
+/* Serve every client that is ready; drop the gone, done and idle. */
+void lf_ctl_handle(struct lf_daemon *d, void *pfds, int n)
+{
+	__u64 now = now_ns();
+	struct lf_client *c;
+	int i, ev, err;
+
+	for (i = 0; i < LF_CTL_MAX_CLIENTS; i++) {
+		c = d->clients[i];
+		if (!c)
 			continue;
-		for (j = 0; j < LF_CTL_MAX_CLIENTS; j++)
-			if (d->clients[j].fd == p[i].fd)
-				client_input(d, &d->clients[j]);
+		ev = client_pollfd(pfds, n, c->fd);
+		err = 0;
+		if (ev & (POLLIN | POLLHUP | POLLERR) && !c->closing)
+			err = client_input(d, c);
+		if (!err)
+			err = client_flush(c);
+		if (!err && c->discard == 1 && c->out_len == c->out_off) {
+			shutdown(c->fd, SHUT_WR);
+			c->discard = 2;
+		}
+		if (err || (c->closing && c->out_len == c->out_off) ||
+		    c->last_ns + CLIENT_IDLE_NS < now)
+			client_close(d, i);
 	}
 }
 
@@ -451,6 +557,6 @@ void lf_ctl_close_all(struct lf_daemon *d)
 	int i;
 
 	for (i = 0; i < LF_CTL_MAX_CLIENTS; i++)
-		if (d->clients[i].fd >= 0)
-			client_close(&d->clients[i]);
+		if (d->clients[i])
+			client_close(d, i);
 }

@@ -20,6 +20,7 @@ struct lf_opts {
 	int unload;
 	int mode; /* enum lf_mode */
 	int filter_ignore; /* filter-policy ignore */
+	int log_level; /* enum lf_log_level, -1: not set */
 	__u32 sockhash_size;
 	__u64 detour_limit;
 };
@@ -58,13 +59,9 @@ void lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n);
 void lf_ctl_handle(struct lf_daemon *d, void *pfds, int n);
 void lf_ctl_close_all(struct lf_daemon *d);
 
-#define LF_CTL_MAX_CLIENTS 32
+#define LF_CTL_MAX_CLIENTS 256
 
-struct lf_client {
-	int fd;
-	size_t len;
-	char buf[512];
-};
+struct lf_client;
 
 struct lf_daemon {
 	struct lf_opts opts;
@@ -72,7 +69,7 @@ struct lf_daemon {
 	struct lf_config cfg;
 	int ctl_fd;
 	int quit; /* 1: exit, keep pins; 2: unload and exit */
-	struct lf_client clients[LF_CTL_MAX_CLIENTS];
+	struct lf_client *clients[LF_CTL_MAX_CLIENTS];
 	struct lf_hooks hooks; /* filter hooks found by the last scan */
 };
 

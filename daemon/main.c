@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <bpf/libbpf.h>
 
+#include "conf.h"
 #include "ctl.h"
 #include "log.h"
 #include "loopfastd.h"
@@ -38,6 +39,7 @@ enum opt_id {
 	OPT_DETOUR_LIMIT,
 	OPT_UNLOAD,
 	OPT_VERSION,
+	OPT_LOG_LEVEL,
 };
 
 /* The one option table: parsing, config-file keys and --help. */
@@ -68,6 +70,8 @@ static const struct opt_desc {
 	  "read 'key = value' lines with these option names" },
 	{ "unload", 0, OPT_UNLOAD, NULL,
 	  "detach and unpin the data path in --pin-dir, then exit" },
+	{ "log-level", 1, OPT_LOG_LEVEL, "LEVEL",
+	  "err, warn, info (default) or debug" },
 	{ "verbose", 0, OPT_VERBOSE, NULL, "more log (repeat for debug)" },
 	{ "version", 0, OPT_VERSION, NULL, "print versions and exit" },
 	{ "help", 0, OPT_HELP, NULL, "this text" },
@@ -117,6 +121,12 @@ static int opt_apply(struct lf_opts *o, int id, const char *val)
 		return 0;
 	case OPT_VERBOSE:
 		lf_log_raise();
+		return 0;
+	case OPT_LOG_LEVEL:
+		o->log_level = lf_log_level_parse(val);
+		if (o->log_level < 0)
+			return -EINVAL;
+		lf_log_set_level(o->log_level);
 		return 0;
 	case OPT_CGROUP:
 		snprintf(o->cgroup, sizeof(o->cgroup), "%s", val);
@@ -172,53 +182,82 @@ static const char *opt_find_id_name(int id)
 	return "?";
 }
 
-static char *trim(char *s)
-{
-	char *e;
+struct conf_ctx {
+	struct lf_opts *o;
+	const char *path;
+};
 
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && strchr(" \t\r\n", e[-1]))
-		*--e = '\0';
-	return s;
+static int conf_setting(const char *key, const char *val, int lineno,
+			void *ctx)
+{
+	struct conf_ctx *cc = ctx;
+	const struct opt_desc *od = opt_find(key);
+
+	if (!od || !od->has_arg) {
+		pr_err("%s:%d: unknown setting '%s' (the settings are loopfastd's long options that take a value; see loopfastd --help)",
+		       cc->path, lineno, key);
+		return -EBADMSG;
+	}
+	if (od->id == OPT_CONFIG || opt_apply(cc->o, od->id, val)) {
+		pr_err("%s:%d: invalid value '%s' for %s", cc->path, lineno,
+		       val, key);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Read the whole file (at most 1 MiB) into a NUL-terminated buffer. */
+static int file_slurp(const char *path, char **out, size_t *len)
+{
+	size_t cap = 1 << 20, n = 0;
+	char *buf;
+	FILE *f;
+	int err = 0;
+
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	buf = malloc(cap + 1);
+	if (!buf) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(buf, 1, cap + 1, f);
+	if (ferror(f))
+		err = -EIO;
+	else if (n > cap)
+		err = -EFBIG;
+	fclose(f);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
 }
 
 /* The config file: "key = value" lines, '#' comments, keys = long options. */
 static int config_load(struct lf_opts *o, const char *path)
 {
-	const struct opt_desc *od;
-	char line[PATH_MAX + 64], *key, *val, *eq;
-	int lineno = 0, err = 0;
-	FILE *f;
+	struct conf_ctx cc = { o, path };
+	int err, line = 0;
+	char *text = NULL;
+	size_t len = 0;
 
-	f = fopen(path, "re");
-	if (!f) {
-		err = -errno;
+	err = file_slurp(path, &text, &len);
+	if (err) {
 		pr_err("config '%s': %s", path, strerror(-err));
 		return err;
 	}
-	while (fgets(line, sizeof(line), f)) {
-		lineno++;
-		key = trim(line);
-		if (!*key || *key == '#')
-			continue;
-		eq = strchr(key, '=');
-		val = eq ? trim(eq + 1) : (char *)"";
-		if (eq)
-			*eq = '\0';
-		key = trim(key);
-		od = opt_find(key);
-		if (!od || od->id == OPT_CONFIG || od->id == OPT_HELP ||
-		    od->id == OPT_VERSION || opt_apply(o, od->id, val)) {
-			pr_err("config '%s' line %d: bad setting '%s'", path,
-			       lineno, key);
-			err = -EINVAL;
-			break;
-		}
-	}
-	fclose(f);
-	return err;
+	err = lf_conf_parse(text, len, conf_setting, &cc, &line);
+	free(text);
+	if (err == -E2BIG)
+		pr_err("%s:%d: line too long", path, line);
+	else if (err == -EINVAL)
+		pr_err("%s:%d: not a 'key = value' line", path, line);
+	return err ? -EINVAL : 0;
 }
 
 static void opts_defaults(struct lf_opts *o)
@@ -227,6 +266,7 @@ static void opts_defaults(struct lf_opts *o)
 	snprintf(o->pin_dir, sizeof(o->pin_dir), "%s", LF_DEFAULT_PIN_DIR);
 	snprintf(o->socket, sizeof(o->socket), "%s", LF_DEFAULT_SOCKET);
 	o->mode = LF_MODE_OPT_IN;
+	o->log_level = -1;
 	o->sockhash_size = LF_DEFAULT_SOCKHASH_SIZE;
 	o->detour_limit = LF_DEFAULT_DETOUR_LIMIT;
 }
@@ -421,18 +461,45 @@ static int signals_open(void)
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-/* SIGHUP: re-read the config file's mode and filter policy. */
+/* Settings that need a restart to change; a reload only warns. */
+static void reload_warn_fixed(const struct lf_opts *cur, const struct lf_opts *o)
+{
+	if (strcmp(cur->cgroup, o->cgroup) && o->cgroup[0])
+		pr_warn("reload: cgroup changes on restart only");
+	if (strcmp(cur->pin_dir, o->pin_dir) || strcmp(cur->socket, o->socket))
+		pr_warn("reload: pin-dir and socket change on restart only");
+	if (cur->sockhash_size != o->sockhash_size)
+		pr_warn("reload: sockhash-size changes on restart only");
+}
+
+/*
+ * SIGHUP: re-read the config file. Mode, filter policy, log level and
+ * detour limit apply at once; a file with an error changes nothing.
+ */
 static void daemon_reload(struct lf_daemon *d)
 {
+	enum lf_log_level level = lf_log_level();
 	struct lf_opts o;
 
-	if (!d->opts.config[0])
+	if (!d->opts.config[0]) {
+		pr_info("reload: no --config file; nothing to do");
 		return;
+	}
 	opts_defaults(&o);
-	if (config_load(&o, d->opts.config))
+	if (config_load(&o, d->opts.config)) {
+		lf_log_set_level(level);
+		pr_err("reload: %s has errors; the running config is kept",
+		       d->opts.config);
 		return;
+	}
+	reload_warn_fixed(&d->opts, &o);
+	if (o.log_level < 0)
+		lf_log_set_level(LF_LOG_INFO);
 	d->opts.filter_ignore = o.filter_ignore;
+	d->opts.detour_limit = o.detour_limit;
+	d->cfg.detour_limit = o.detour_limit;
 	lf_daemon_set_mode(d, o.mode);
+	pr_info("reload: %s applied", d->opts.config);
 }
 
 static void signals_read(struct lf_daemon *d, int sfd)
@@ -441,8 +508,10 @@ static void signals_read(struct lf_daemon *d, int sfd)
 
 	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
+			sd_notify_msg("RELOADING=1");
 			pr_info("reloading %s", d->opts.config);
 			daemon_reload(d);
+			sd_notify_msg("READY=1");
 		} else {
 			pr_info("signal %u: exiting; the data path stays pinned",
 				si.ssi_signo);
@@ -588,7 +657,7 @@ out_dp:
 int main(int argc, char **argv)
 {
 	static struct lf_daemon d;
-	int err, ready_fd = -1, i;
+	int err, ready_fd = -1;
 
 	setlinebuf(stdout);
 	lf_log_setup("loopfastd", LF_LOG_INFO,
@@ -605,8 +674,6 @@ int main(int argc, char **argv)
 		return lf_dp_unload(d.opts.pin_dir) ? 1 : 0;
 	if (opts_resolve(&d.opts))
 		return 1;
-	for (i = 0; i < LF_CTL_MAX_CLIENTS; i++)
-		d.clients[i].fd = -1;
 	if (!d.opts.foreground && daemonize(&ready_fd))
 		return 1;
 	err = daemon_run(&d, &ready_fd);
