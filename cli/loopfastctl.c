@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <bpf/libbpf.h>
+
 #include "check.h"
 #include "ctl.h"
 #include "log.h"
@@ -19,6 +21,14 @@
 struct ctl_opts {
 	const char *socket;
 	int json;
+	int prometheus;
+};
+
+/* An option of one command (every command also takes -j and -h). */
+struct cmd_opt {
+	const char *name;
+	int val;
+	const char *help;
 };
 
 struct command {
@@ -26,26 +36,39 @@ struct command {
 	const char *args; /* NULL: none; otherwise the usage of the one arg */
 	const char *const *choices;
 	const char *help;
+	const struct cmd_opt *opts; /* its own options, NULL-terminated */
 	int own_args; /* parses the rest of the command line itself */
 };
+
+enum { OPT_PROMETHEUS = 1000 };
 
 static const char *const mode_choices[] = { "opt-in", "all", "off", NULL };
 static const char *const policy_choices[] = { "respect", "ignore", NULL };
 
+static const struct cmd_opt stats_opts[] = {
+	{ "prometheus", OPT_PROMETHEUS,
+	  "the Prometheus text format (node_exporter textfile collector)" },
+	{ 0 },
+};
+
 /* The one command table: dispatch, validation and --help. */
 static const struct command commands[] = {
 	{ "status", NULL, NULL,
-	  "daemon up, mode, filter policy, attach cgroup (exit 1 if down)", 0 },
-	{ "stats", NULL, NULL, "counters", 0 },
-	{ "conns", NULL, NULL, "the live fast connections", 0 },
+	  "daemon up, mode, filter policy and hooks found (exit 1 if down)",
+	  NULL, 0 },
+	{ "stats", NULL, NULL, "counters", stats_opts, 0 },
+	{ "conns", NULL, NULL, "the live fast connections", NULL, 0 },
 	{ "mode", "opt-in|all|off", mode_choices,
-	  "set the mode for new connections", 0 },
+	  "set the mode for new connections (root)", NULL, 0 },
 	{ "filter-policy", "respect|ignore", policy_choices,
-	  "respect or ignore packet-filter hooks", 0 },
-	{ "unload", NULL, NULL, "detach and unpin the data path", 0 },
-	{ "check", NULL, NULL, "probe the kernel for what loopfast needs", 0 },
+	  "respect or ignore packet-filter hooks (root)", NULL, 0 },
+	{ "unload", NULL, NULL, "detach and unpin the data path (root)", NULL,
+	  0 },
+	{ "check", NULL, NULL, "probe the kernel for what loopfast needs", NULL,
+	  0 },
 	{ "run", "[--no-auto] [--] CMD [ARGS...]", NULL,
-	  "run CMD with the shim preloaded, its TCP sockets opted in", 1 },
+	  "run CMD with the shim preloaded, its TCP sockets opted in", NULL,
+	  1 },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -209,6 +232,74 @@ static void print_text(const char *reply)
 	}
 }
 
+/* Prometheus: loopfast_<counter, '-' as '_'>_total, with these helps. */
+static const struct prom_desc {
+	const char *key;
+	const char *help;
+} prom_descs[] = {
+	{ "opted-in", "Sockets that opted in to the fast path." },
+	{ "paired", "Connections paired on the fast path." },
+	{ "regular-not-loopback",
+	  "Connections left on the regular path: not over loopback." },
+	{ "regular-one-side",
+	  "Connections left on the regular path: only one end opted in." },
+	{ "regular-mode-off",
+	  "Connections left on the regular path: mode off." },
+	{ "regular-veto",
+	  "Connections left on the regular path: a filter hook vetoed." },
+	{ "regular-no-heartbeat",
+	  "Connections left on the regular path: loopfastd not running." },
+	{ "regular-map-full",
+	  "Connections left on the regular path: the sockhash was full." },
+};
+
+static const char *prom_help(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(prom_descs) / sizeof(prom_descs[0]); i++)
+		if (!strcmp(prom_descs[i].key, key))
+			return prom_descs[i].help;
+	return NULL;
+}
+
+/* One counter line as a Prometheus metric with its HELP and TYPE. */
+static void prom_metric(const char *key, size_t klen, const char *val,
+			size_t vlen)
+{
+	int gauge = klen == 10 && !strncmp(key, "conns-live", 10);
+	const char *help;
+	char k[64], name[96];
+	size_t i;
+
+	snprintf(k, sizeof(k), "%.*s", (int)klen, key);
+	for (i = 0; k[i]; i++)
+		if (k[i] == '-')
+			k[i] = '_';
+	snprintf(name, sizeof(name), "loopfast_%s%s", k, gauge ? "" : "_total");
+	snprintf(k, sizeof(k), "%.*s", (int)klen, key);
+	help = gauge ? "Fast connections live now." : prom_help(k);
+	if (!help)
+		help = "Messages or bytes that took the fast path or the detour.";
+	printf("# HELP %s %s\n# TYPE %s %s\n%s %.*s\n", name, help, name,
+	       gauge ? "gauge" : "counter", name, (int)vlen, val);
+}
+
+/* The stats reply in the Prometheus text exposition format. */
+static void print_prometheus(const char *reply)
+{
+	const char *line = reply, *nl, *sp;
+
+	for (; *line; line = nl + 1) {
+		nl = strchrnul(line, '\n');
+		sp = memchr(line, ' ', nl - line);
+		if (sp && sp - line < 48 && is_number(sp + 1, nl - sp - 1))
+			prom_metric(line, sp - line, sp + 1, nl - sp - 1);
+		if (!*nl)
+			break;
+	}
+}
+
 static int report_error(const struct ctl_opts *o, int err, const char *reply)
 {
 	char msg[512];
@@ -253,6 +344,8 @@ static int run_command(const struct ctl_opts *o, const struct command *c,
 	err = lf_ctl_request(o->socket, cmd, reply, REPLY_MAX);
 	if (err)
 		err = report_error(o, err, reply);
+	else if (o->prometheus)
+		print_prometheus(reply);
 	else if (o->json)
 		print_json(reply);
 	else
@@ -261,7 +354,24 @@ static int run_command(const struct ctl_opts *o, const struct command *c,
 	return err;
 }
 
-int main(int argc, char **argv)
+/* `loopfastctl CMD --help`: the command's arguments and options. */
+static void command_usage(FILE *f, const struct command *c)
+{
+	const struct cmd_opt *co;
+	char left[64];
+
+	fprintf(f, "Usage: loopfastctl [--socket PATH] %s%s%s [OPTION]...\n%s\n\n",
+		c->name, c->args ? " " : "", c->args ? c->args : "", c->help);
+	fprintf(f, "Options:\n");
+	for (co = c->opts; co && co->name; co++) {
+		snprintf(left, sizeof(left), "--%s", co->name);
+		fprintf(f, "  %-22s %s\n", left, co->help);
+	}
+	fprintf(f, "  %-22s %s\n  %-22s %s\n", "-j, --json", "print JSON",
+		"-h, --help", "this text");
+}
+
+static int parse_global(struct ctl_opts *o, int argc, char **argv)
 {
 	static const struct option lopts[] = {
 		{ "socket", required_argument, NULL, 's' },
@@ -270,53 +380,110 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	struct ctl_opts o = { .socket = LF_DEFAULT_SOCKET };
-	const struct command *c;
-	const char *arg = NULL;
 	int opt;
 
-	setlinebuf(stdout);
-	lf_log_setup("loopfastctl", LF_LOG_WARN, 0);
 	while ((opt = getopt_long(argc, argv, "+s:jhV", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
-			o.socket = optarg;
+			o->socket = optarg;
 			break;
 		case 'j':
-			o.json = 1;
+			o->json = 1;
 			break;
 		case 'h':
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("loopfastctl %s\n", LF_VERSION);
+			printf("loopfastctl %s (libbpf %u.%u)\n", LF_VERSION,
+			       libbpf_major_version(), libbpf_minor_version());
 			return 0;
 		default:
 			usage(stderr);
-			return 2;
+			return -EINVAL;
 		}
 	}
 	if (optind >= argc) {
 		usage(stderr);
-		return 2;
+		return -EINVAL;
 	}
-	c = command_find(argv[optind]);
+	return optind;
+}
+
+/*
+ * The command's own options, from its table (plus -j, -h), anywhere
+ * after its name. Returns the index of its first operand, 0 when it
+ * printed --help, or -EINVAL.
+ */
+static int parse_command(struct ctl_opts *o, const struct command *c,
+			 int argc, char **argv)
+{
+	struct option lopts[16];
+	const struct cmd_opt *co;
+	int n = 0, opt;
+
+	lopts[n++] = (struct option){ "json", no_argument, NULL, 'j' };
+	lopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+	for (co = c->opts; co && co->name && n < 15; co++)
+		lopts[n++] = (struct option){ co->name, no_argument, NULL,
+					      co->val };
+	lopts[n] = (struct option){ 0 };
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "jh", lopts, NULL)) != -1) {
+		switch (opt) {
+		case 'j':
+			o->json = 1;
+			break;
+		case 'h':
+			command_usage(stdout, c);
+			return 0;
+		case OPT_PROMETHEUS:
+			o->prometheus = 1;
+			break;
+		default:
+			fprintf(stderr,
+				"Usage: loopfastctl %s%s%s [OPTION]...\nTry 'loopfastctl %s --help'.\n",
+				c->name, c->args ? " " : "",
+				c->args ? c->args : "", c->name);
+			return -EINVAL;
+		}
+	}
+	return optind;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl_opts o = { .socket = LF_DEFAULT_SOCKET };
+	const struct command *c;
+	const char *arg = NULL;
+	int first, ops;
+
+	setlinebuf(stdout);
+	lf_log_setup("loopfastctl", LF_LOG_WARN, 0);
+	first = parse_global(&o, argc, argv);
+	if (first <= 0)
+		return first ? 2 : 0;
+	c = command_find(argv[first]);
 	if (!c)
 		return 2;
 	if (c->own_args)
-		return lf_run_main(o.socket, argc - optind, argv + optind);
+		return lf_run_main(o.socket, argc - first, argv + first);
+	argc -= first;
+	argv += first;
+	ops = parse_command(&o, c, argc, argv);
+	if (ops <= 0)
+		return ops ? 2 : 0;
 	if (c->args) {
-		arg = optind + 1 < argc ? argv[optind + 1] : NULL;
+		arg = ops < argc ? argv[ops] : NULL;
 		if (!arg || !choice_valid(c, arg)) {
 			fprintf(stderr, "Usage: loopfastctl %s %s\n", c->name,
 				c->args);
 			return 2;
 		}
-		optind++;
+		ops++;
 	}
-	if (optind + 1 < argc) {
+	if (ops < argc) {
 		fprintf(stderr, "loopfastctl: unexpected argument '%s'\n",
-			argv[optind + 1]);
+			argv[ops]);
 		return 2;
 	}
 	if (!strcmp(c->name, "check"))
