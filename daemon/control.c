@@ -166,17 +166,33 @@ static const char *conn_state_name(__u32 state)
 	}
 }
 
-static void conn_line(const struct lf_key *k, const struct lf_conn *c,
-		      struct reply *r)
+/* "pid/comm" of the socket with this cookie, or "-". */
+static const char *owner_str(const struct lf_owners *ow, __u64 cookie,
+			     char *buf, size_t size)
 {
-	char cl[80], sv[80];
+	const struct lf_owner *o = cookie ? lf_owners_find(ow, cookie) : NULL;
+
+	if (!o || !o->pid)
+		return "-";
+	snprintf(buf, size, "%d/%s", o->pid, o->comm);
+	return buf;
+}
+
+static void conn_line(const struct lf_key *k, const struct lf_conn *c,
+		      const struct lf_owners *ow, struct reply *r)
+{
+	char cl[80], sv[80], po[2][40];
 
 	addr_str(k->laddr, k->lport, cl, sizeof(cl));
 	addr_str(k->raddr, k->rport, sv, sizeof(sv));
+	reply_add(r, "conn %s %s netns=%llu client=%s server=%s", cl, sv,
+		  (unsigned long long)k->netns,
+		  owner_str(ow, c->cookie[0], po[0], sizeof(po[0])),
+		  owner_str(ow, c->cookie[1], po[1], sizeof(po[1])));
 	reply_add(
 		r,
-		"conn %s %s state=%s sent=%llu,%llu read=%llu,%llu backlog=%llu,%llu detour=%u,%u detours=%llu,%llu redirected=%llu,%llu\n",
-		cl, sv, conn_state_name(c->state),
+		" state=%s sent=%llu,%llu read=%llu,%llu backlog=%llu,%llu detour=%u,%u detours=%llu,%llu redirected=%llu,%llu\n",
+		conn_state_name(c->state),
 		(unsigned long long)c->sent[0], (unsigned long long)c->sent[1],
 		(unsigned long long)c->read[0], (unsigned long long)c->read[1],
 		(unsigned long long)(c->sent[0] - c->read[0]),
@@ -190,17 +206,21 @@ static void conn_line(const struct lf_key *k, const struct lf_conn *c,
 static int cmd_conns(struct lf_daemon *d, const char *arg, struct reply *r)
 {
 	struct lf_key k, next, *prev = NULL;
+	struct lf_owners ow;
 	struct lf_conn c;
 
 	(void)arg;
+	if (lf_owners_collect(&ow))
+		pr_debug("conns: socket owners unknown (sock_diag failed)");
 	while (!bpf_map_get_next_key(d->dp.conns_fd, prev, &next)) {
 		k = next;
 		prev = &k;
 		if (bpf_map_lookup_elem(d->dp.conns_fd, &k, &c))
 			continue;
 		if (c.state == LF_CONN_PAIRED || c.state == LF_CONN_PENDING)
-			conn_line(&k, &c, r);
+			conn_line(&k, &c, &ow, r);
 	}
+	lf_owners_free(&ow);
 	return 0;
 }
 

@@ -73,6 +73,23 @@ struct lf_daemon {
 	struct lf_hooks hooks; /* filter hooks found by the last scan */
 };
 
+/* owners.c: who holds the sockets of the fast connections */
+struct lf_owner {
+	__u64 cookie;
+	__u32 inode;
+	int pid; /* 0: not known */
+	char comm[16];
+};
+
+struct lf_owners {
+	struct lf_owner *v;
+	size_t n, cap;
+};
+
+int lf_owners_collect(struct lf_owners *ow);
+const struct lf_owner *lf_owners_find(const struct lf_owners *ow, __u64 cookie);
+void lf_owners_free(struct lf_owners *ow);
+
 /* watch.c */
 void lf_watch_scan(struct lf_hooks *hs, const char *cgroup);
 

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+/*
+ * owners.c - which processes hold the sockets of the fast connections,
+ * for `conns`: sock_diag gives each loopback TCP socket's cookie and
+ * inode in this network namespace, /proc/<pid>/fd links give the inode's
+ * owners. Best effort: sockets in other namespaces, or of processes that
+ * exit meanwhile, stay unknown.
+ */
+#include <sys/socket.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loopfastd.h"
+
+#define DIAG_BUF 32768
+
+static int owners_add(struct lf_owners *ow, __u64 cookie, __u32 inode)
+{
+	struct lf_owner *p;
+
+	if (!inode)
+		return 0;
+	if (ow->n == ow->cap) {
+		p = realloc(ow->v, (ow->cap * 2 + 64) * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		ow->v = p;
+		ow->cap = ow->cap * 2 + 64;
+	}
+	memset(&ow->v[ow->n], 0, sizeof(ow->v[0]));
+	ow->v[ow->n].cookie = cookie;
+	ow->v[ow->n].inode = inode;
+	ow->n++;
+	return 0;
+}
+
+/* Every TCP socket of one family: cookie and inode. */
+static int diag_dump(struct lf_owners *ow, int family)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.nh = { .nlmsg_len = sizeof(req),
+			.nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.r = { .sdiag_family = family,
+		       .sdiag_protocol = IPPROTO_TCP,
+		       .idiag_states = ~0U },
+	};
+	struct inet_diag_msg *m;
+	struct nlmsghdr *nh;
+	int fd, err = 0, done = 0;
+	char *buf;
+	ssize_t n;
+
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(DIAG_BUF);
+	if (!buf || send(fd, &req, sizeof(req), 0) < 0) {
+		err = buf ? -errno : -ENOMEM;
+		goto out;
+	}
+	while (!done && !err) {
+		n = recv(fd, buf, DIAG_BUF, 0);
+		if (n <= 0) {
+			err = n < 0 ? -errno : 0;
+			break;
+		}
+		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n);
+		     nh = NLMSG_NEXT(nh, n)) {
+			if (nh->nlmsg_type == NLMSG_DONE ||
+			    nh->nlmsg_type == NLMSG_ERROR) {
+				done = 1;
+				break;
+			}
+			m = NLMSG_DATA(nh);
+			err = owners_add(ow,
+					 (__u64)m->id.idiag_cookie[1] << 32 |
+						 m->id.idiag_cookie[0],
+					 m->idiag_inode);
+			if (err)
+				break;
+		}
+	}
+out:
+	free(buf);
+	close(fd);
+	return err;
+}
+
+static int by_inode(const void *a, const void *b)
+{
+	const struct lf_owner *x = a, *y = b;
+
+	return x->inode < y->inode ? -1 : x->inode > y->inode;
+}
+
+static void comm_read(pid_t pid, char *comm, size_t size)
+{
+	char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "re");
+	if (!f || !fgets(comm, size, f))
+		snprintf(comm, size, "?");
+	comm[strcspn(comm, "\n")] = '\0';
+	if (f)
+		fclose(f);
+}
+
+/* Walk /proc/<pid>/fd and name the owner of every inode we know. */
+static void owners_resolve(struct lf_owners *ow)
+{
+	struct lf_owner key = { 0 }, *o;
+	char path[64], link[64];
+	struct dirent *pe, *fe;
+	DIR *pd, *fd;
+	pid_t pid;
+	ssize_t n;
+
+	qsort(ow->v, ow->n, sizeof(ow->v[0]), by_inode);
+	pd = opendir("/proc");
+	if (!pd)
+		return;
+	while ((pe = readdir(pd))) {
+		if (!isdigit((unsigned char)pe->d_name[0]))
+			continue;
+		pid = atoi(pe->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+		fd = opendir(path);
+		if (!fd)
+			continue;
+		while ((fe = readdir(fd))) {
+			snprintf(path, sizeof(path), "/proc/%d/fd/%.16s", pid,
+				 fe->d_name);
+			n = readlink(path, link, sizeof(link) - 1);
+			if (n < 9 || strncmp(link, "socket:[", 8))
+				continue;
+			link[n] = '\0';
+			key.inode = strtoul(link + 8, NULL, 10);
+			o = bsearch(&key, ow->v, ow->n, sizeof(ow->v[0]),
+				    by_inode);
+			if (o && !o->pid) {
+				o->pid = pid;
+				comm_read(pid, o->comm, sizeof(o->comm));
+			}
+		}
+		closedir(fd);
+	}
+	closedir(pd);
+}
+
+int lf_owners_collect(struct lf_owners *ow)
+{
+	int err;
+
+	memset(ow, 0, sizeof(*ow));
+	err = diag_dump(ow, AF_INET);
+	if (!err)
+		err = diag_dump(ow, AF_INET6);
+	if (!err)
+		owners_resolve(ow);
+	return err;
+}
+
+const struct lf_owner *lf_owners_find(const struct lf_owners *ow, __u64 cookie)
+{
+	size_t i;
+
+	for (i = 0; i < ow->n; i++)
+		if (ow->v[i].cookie == cookie)
+			return &ow->v[i];
+	return NULL;
+}
+
+void lf_owners_free(struct lf_owners *ow)
+{
+	free(ow->v);
+	memset(ow, 0, sizeof(*ow));
+}
