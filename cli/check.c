@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -25,14 +26,149 @@ struct probe {
 	int (*fn)(char *why, size_t size);
 };
 
+/* Effective capabilities of this process, from /proc/self/status. */
+static unsigned long long caps_effective(void)
+{
+	unsigned long long caps = 0;
+	char line[128];
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &caps) == 1)
+			break;
+	fclose(f);
+	return caps;
+}
+
+#define LF_CAP_NET_ADMIN 12
+#define LF_CAP_SYS_ADMIN 21
+#define LF_CAP_PERFMON 38
+#define LF_CAP_BPF 39
+
+/* Set when the privileges probe failed: the BPF probes cannot tell. */
+static int unprivileged;
+
+static int not_checked(char *why, size_t size)
+{
+	snprintf(why, size, "not checked: needs the privileges above");
+	return 1;
+}
+
 static int probe_root(char *why, size_t size)
 {
-	if (geteuid() == 0)
+	unsigned long long caps = caps_effective();
+	int bpf = !!(caps & 1ULL << LF_CAP_BPF),
+	    net = !!(caps & 1ULL << LF_CAP_NET_ADMIN),
+	    perf = !!(caps & 1ULL << LF_CAP_PERFMON);
+
+	if (bpf && net && perf)
 		return 0;
-	snprintf(
-		why, size,
-		"not root: the probes below need CAP_BPF+CAP_NET_ADMIN; run 'sudo loopfastctl check'");
+	unprivileged = 1;
+	snprintf(why, size,
+		 "missing%s%s%s: the probes below and loopfastd need them; run 'sudo loopfastctl check'",
+		 bpf ? "" : " CAP_BPF", net ? "" : " CAP_NET_ADMIN",
+		 perf ? "" : " CAP_PERFMON");
 	return -EPERM;
+}
+
+/* 6.1 is the oldest kernel loopfast is built and tested for. */
+static int probe_kernel(char *why, size_t size)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2) {
+		snprintf(why, size, "cannot read the kernel version");
+		return 1;
+	}
+	if (major > 6 || (major == 6 && minor >= 1))
+		return 0;
+	snprintf(why, size,
+		 "kernel %s is older than 6.1: cgroup sockopt retval and sk_msg redirection differ; upgrade the kernel",
+		 u.release);
+	return -ENOTSUP;
+}
+
+/* A kernel config option from /proc/config.gz or /boot/config-*. */
+static int kconfig_has(const char *opt)
+{
+	char cmd[512], path[256];
+	struct utsname u;
+	int st;
+
+	uname(&u);
+	snprintf(path, sizeof(path), "/boot/config-%s", u.release);
+	if (!access("/proc/config.gz", R_OK))
+		snprintf(cmd, sizeof(cmd),
+			 "zcat /proc/config.gz 2>/dev/null | grep -qx '%s=y'",
+			 opt);
+	else if (!access(path, R_OK))
+		snprintf(cmd, sizeof(cmd), "grep -qx '%s=y' %s", opt, path);
+	else
+		return -ENOENT;
+	st = system(cmd);
+	return st == 0 ? 1 : 0;
+}
+
+static int probe_kconfig(char *why, size_t size)
+{
+	static const char *const need[] = {
+		"CONFIG_BPF_SYSCALL", "CONFIG_CGROUP_BPF",
+		"CONFIG_BPF_STREAM_PARSER", "CONFIG_NET_SOCK_MSG",
+		"CONFIG_DEBUG_INFO_BTF",
+	};
+	size_t i, n = 0;
+	int r;
+
+	why[0] = '\0';
+	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		r = kconfig_has(need[i]);
+		if (r < 0) {
+			snprintf(why, size,
+				 "no kernel config found (/proc/config.gz, /boot/config-*); the probes below test the kernel directly");
+			return 1;
+		}
+		if (!r)
+			n += snprintf(why + n, n < size ? size - n : 0, "%s%s=y",
+				      n ? ", " : "missing ", need[i]);
+	}
+	return n ? -ENOTSUP : 0;
+}
+
+/* Helpers the programs call, as this kernel and libbpf see them. */
+static int probe_helpers(char *why, size_t size)
+{
+	static const struct {
+		enum bpf_prog_type prog;
+		enum bpf_func_id fn;
+		const char *name;
+	} need[] = {
+		{ BPF_PROG_TYPE_SK_MSG, BPF_FUNC_msg_redirect_hash,
+		  "msg_redirect_hash" },
+		{ BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_sock_hash_update,
+		  "sock_hash_update" },
+		{ BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_FUNC_sk_storage_get,
+		  "sk_storage_get" },
+		{ BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_FUNC_set_retval,
+		  "set_retval" },
+		{ BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_netns_cookie,
+		  "get_netns_cookie (sockops)" },
+	};
+	size_t i, n = 0;
+
+	if (unprivileged)
+		return not_checked(why, size);
+	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (libbpf_probe_bpf_helper(need[i].prog, need[i].fn, NULL) != 1)
+			n += snprintf(why + n, n < size ? size - n : 0, "%s%s",
+				      n ? ", " : "missing helpers: ",
+				      need[i].name);
+	if (!n)
+		snprintf(why, size, "libbpf %u.%u", libbpf_major_version(),
+			 libbpf_minor_version());
+	return n ? -ENOTSUP : 0;
 }
 
 static int probe_cgroup2(char *why, size_t size)
@@ -83,8 +219,11 @@ static int probe_bpffs(char *why, size_t size)
 static int probe_map(enum bpf_map_type t, const char *name, char *why,
 		     size_t size)
 {
-	int ret = libbpf_probe_bpf_map_type(t, NULL);
+	int ret;
 
+	if (unprivileged)
+		return not_checked(why, size);
+	ret = libbpf_probe_bpf_map_type(t, NULL);
 	if (ret == 1)
 		return 0;
 	snprintf(why, size, "map type %s %s", name,
@@ -105,8 +244,11 @@ static int probe_sk_storage(char *why, size_t size)
 static int probe_prog(enum bpf_prog_type t, const char *name, char *why,
 		      size_t size)
 {
-	int ret = libbpf_probe_bpf_prog_type(t, NULL);
+	int ret;
 
+	if (unprivileged)
+		return not_checked(why, size);
+	ret = libbpf_probe_bpf_prog_type(t, NULL);
 	if (ret == 1)
 		return 0;
 	snprintf(why, size, "program type %s %s", name,
@@ -177,6 +319,8 @@ static int probe_read_gap(char *why, size_t size)
 	int map, c, s, k = 0, ret, err;
 	char b;
 
+	if (unprivileged)
+		return not_checked(why, size);
 	map = bpf_map_create(BPF_MAP_TYPE_SOCKHASH, "lf_check", 4, 4, 1, NULL);
 	if (map < 0) {
 		snprintf(why, size, "cannot tell (sockhash: %s)",
@@ -212,6 +356,8 @@ out:
 
 static const struct probe probes[] = {
 	{ "privileges", probe_root },
+	{ "kernel version", probe_kernel },
+	{ "kernel config", probe_kconfig },
 	{ "cgroup v2", probe_cgroup2 },
 	{ "bpffs", probe_bpffs },
 	{ "kernel BTF", probe_btf },
@@ -220,6 +366,7 @@ static const struct probe probes[] = {
 	{ "sockops programs", probe_sockops },
 	{ "sk_msg programs", probe_sk_msg },
 	{ "cgroup sockopt programs", probe_sockopt },
+	{ "BPF helpers", probe_helpers },
 	{ "read-side gaps", probe_read_gap },
 };
 
