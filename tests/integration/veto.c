@@ -201,6 +201,82 @@ static int xdp_del(void)
 	return 0;
 }
 
+/* "r0 = ret; exit" of a type, for the hooks below. */
+static int prog_load_ret(int type, int expected, int ret)
+{
+	struct bpf_insn prog[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0,
+		  .imm = ret },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	union bpf_attr attr;
+	int fd;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_type = type;
+	attr.expected_attach_type = expected;
+	attr.insns = (uintptr_t)prog;
+	attr.insn_cnt = 2;
+	attr.license = (uintptr_t) "GPL";
+	fd = syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+	return fd < 0 ? -errno : fd;
+}
+
+/* Kernel ABI values newer than Debian 12's UAPI headers. */
+#define LF_BPF_PROG_TYPE_NETFILTER 32
+#define LF_BPF_NETFILTER 45
+#define LF_BPF_TCX_INGRESS 46
+
+/* BPF_LINK_CREATE's layout for netfilter (kernel 6.4+). */
+struct nf_link_attr {
+	__u32 prog_fd;
+	__u32 target_fd;
+	__u32 attach_type;
+	__u32 flags;
+	__u32 pf;
+	__u32 hooknum;
+	__s32 priority;
+	__u32 nf_flags;
+	__u8 pad[96];
+};
+
+/* A netfilter BPF link on IPv4 LOCAL_IN that accepts everything. */
+static int nf_add(void)
+{
+	struct nf_link_attr attr;
+	int pfd = prog_load_ret(LF_BPF_PROG_TYPE_NETFILTER, LF_BPF_NETFILTER,
+				1 /* NF_ACCEPT */);
+
+	if (pfd < 0)
+		return pfd;
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_fd = pfd;
+	attr.attach_type = LF_BPF_NETFILTER;
+	attr.pf = 2; /* NFPROTO_IPV4 */
+	attr.hooknum = 1; /* NF_INET_LOCAL_IN */
+	attr.priority = -128;
+	xdp_link = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	close(pfd);
+	return xdp_link < 0 ? -errno : 0;
+}
+
+/* A tcx program on lo ingress (TC_ACT_OK). */
+static int tcx_add(void)
+{
+	union bpf_attr attr;
+	int pfd = prog_load_ret(BPF_PROG_TYPE_SCHED_CLS, LF_BPF_TCX_INGRESS, 0);
+
+	if (pfd < 0)
+		return pfd;
+	memset(&attr, 0, sizeof(attr));
+	attr.link_create.prog_fd = pfd;
+	attr.link_create.target_ifindex = if_nametoindex("lo");
+	attr.link_create.attach_type = LF_BPF_TCX_INGRESS;
+	xdp_link = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	close(pfd);
+	return xdp_link < 0 ? -errno : 0;
+}
+
 static int cg_add(void)
 {
 	cg_prog = lf_filter_hook_add(&env);
@@ -236,6 +312,16 @@ Test(veto, tc_filter_on_lo)
 Test(veto, xdp_on_lo)
 {
 	veto_course("xdp", xdp_add, xdp_del, "hook xdp xdp prog");
+}
+
+Test(veto, netfilter_bpf_link)
+{
+	veto_course("netfilter-bpf", nf_add, xdp_del, "hook netfilter-bpf");
+}
+
+Test(veto, tcx_on_lo)
+{
+	veto_course("tcx", tcx_add, xdp_del, "hook tcx");
 }
 
 Test(veto, cgroup_skb_program)
