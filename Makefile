@@ -42,6 +42,7 @@ CLI_SRCS := $(wildcard cli/*.c)
 COMMON_SRCS := $(wildcard common/*.c)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
+BENCH_SRCS := $(wildcard tests/bench/*.c)
 IT_SRCS := $(wildcard tests/integration/*.c)
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
@@ -55,7 +56,7 @@ TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
 EXAMPLE_BINS := $(patsubst examples/%.c,$(O)/examples/%,$(EXAMPLE_SRCS))
 
 .DELETE_ON_ERROR:
-.PHONY: all clean install uninstall check demo deps tests format bench fuzz
+.PHONY: all clean install uninstall check demo deps tests format bench bench-redis fuzz
 
 all: $(O)/loopfastd $(O)/loopfastctl $(O)/libloopfast.so $(EXAMPLE_BINS)
 
@@ -147,6 +148,7 @@ $(O)/tests/asan-%: tests/tools/%.c | $(O)
 TOOL_ASAN_BINS := $(patsubst tests/tools/%.c,$(O)/tests/asan-%,$(TOOL_SRCS))
 
 tests: all $(UNIT_BINS) $(UNIT_ASAN_BINS) $(IT_BINS) $(TOOL_BINS) $(FUZZ_BINS) \
+	$(if $(BENCH_SRCS),$(O)/loopfast-bench) \
 	$(TOOL_ASAN_BINS) $(O)/asan/libloopfast.so
 
 # libFuzzer targets (clang): the control protocol and the config syntax.
@@ -179,9 +181,18 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/demo.sh $(O)
 
+# The benchmark: plain TCP vs fast path vs AF_UNIX, interleaved.
+$(O)/loopfast-bench: $(BENCH_SRCS) $(wildcard tests/bench/*.h) | $(O)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests/bench $(DEPFLAGS) -MF $@.d $(BENCH_SRCS) -o $@ -lpthread -lm
+
 bench: deps
-	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS)
+	$(Q)$(MAKE) --no-print-directory all $(O)/loopfast-bench
 	$(Q)scripts/bench.sh $(O)
+
+bench-redis: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/redis-bench.sh $(O)
 
 format:
 	$(Q)clang-format -i $(DAEMON_SRCS) $(CLI_SRCS) $(COMMON_SRCS) $(SHIM_SRCS) $(wildcard */*.h) \
@@ -207,4 +218,4 @@ uninstall:
 clean:
 	rm -rf $(O)
 
--include $(wildcard $(O)/*.d $(O)/obj/*/*.d $(O)/obj/*/*/*.d $(O)/tests/*.d $(O)/examples/*.d $(O)/obj/shim/*.d)
+-include $(wildcard $(O)/*.d $(O)/obj/*/*.d $(O)/obj/*/*/*.d $(O)/tests/*.d $(O)/examples/*.d $(O)/obj/shim/*.d $(O)/*.d)
