@@ -32,6 +32,11 @@ enum lf_mode {
 
 #define LF_DEFAULT_SOCKHASH_SIZE 65536
 #define LF_DEFAULT_DETOUR_LIMIT (4U << 20)
+/* Consecutive sends under LF_SMALL_SEND, with nothing coming back, that
+ * mark a connection as a small-write stream for release (0: never). */
+#define LF_DEFAULT_RELEASE_RUN 64
+#define LF_SMALL_SEND (32U << 10)
+#define LF_RELEASE_QUEUE 4096
 
 /* The single entry of the lf_config array map; loopfastd is its only writer. */
 struct lf_config {
@@ -39,6 +44,8 @@ struct lf_config {
 	__u32 veto; /* 1 while a filter hook vetoes new fast connections */
 	__u64 heartbeat_ns; /* loopfastd's last CLOCK_MONOTONIC heartbeat */
 	__u64 detour_limit; /* receiver backlog, in bytes, that starts a detour */
+	__u32 release_run; /* see LF_DEFAULT_RELEASE_RUN; 0: never release */
+	__u32 pad;
 };
 
 /*
@@ -57,6 +64,7 @@ struct lf_key {
 /* Per-socket storage (SK_STORAGE, BPF_F_CLONE: accepted sockets inherit). */
 #define LF_SK_CONN 0x1 /* conn/peer/dir below are valid */
 #define LF_SK_LOWAT 0x2 /* SO_RCVLOWAT above 1 is set on this socket */
+#define LF_SK_RELEASED 0x4 /* released to plain TCP: nothing to count */
 
 struct lf_sk {
 	__u32 optin; /* the LOOPFAST_FAST_PATH flag */
@@ -91,6 +99,18 @@ struct lf_conn {
 	__u32 lowat[2]; /* 1 while d's receiver has SO_RCVLOWAT > 1 */
 	__u64 detours[2]; /* times direction d took the detour */
 	__u64 redirected[2]; /* bytes of direction d that skipped TCP */
+	/*
+	 * Release: a connection that streams small writes is slower
+	 * redirected than on TCP, which coalesces them. sk_msg marks it
+	 * (release = 1: every send takes TCP from then on) and queues its
+	 * key; loopfastd deletes both sockets from the sockhash once no
+	 * redirected byte is unread or still being queued, and the pair is
+	 * plain TCP with no per-send cost. It still counts as fast.
+	 */
+	__u32 release; /* 1: marked; both directions on TCP for good */
+	__u32 run[2]; /* d's consecutive small sends since d last received */
+	__u64 redir_end[2]; /* d's sent offset after its last redirected byte */
+	__s64 busy[2]; /* d's redirected bytes whose send has not returned */
 };
 
 /* Index of each per-CPU counter in lf_stats. */
@@ -108,6 +128,7 @@ enum lf_stat {
 	LF_ST_DETOURS,
 	LF_ST_MSGS_DETOURED,
 	LF_ST_BYTES_DETOURED,
+	LF_ST_RELEASE_MARKED,
 	LF_ST_MAX,
 };
 
@@ -272,6 +293,28 @@ enum lf_route {
  * back only when the receiver has read every byte sent (backlog 0), so its
  * redirected queue, which it reads first, can never overtake TCP's.
  */
+/*
+ * Streak of direction d after a send of len bytes: small sends with
+ * nothing received in between add up, anything else starts over. 1 when
+ * the streak reached run (run 0: never).
+ */
+static inline int lf_release_due(__u32 *streak, __u64 len, __u32 run)
+{
+	*streak = len < LF_SMALL_SEND ? *streak + 1 : 0;
+	return run && *streak >= run;
+}
+
+/*
+ * May loopfastd delete both sockets of a released connection from the
+ * sockhash? Only when no redirected byte is unread (read past the last
+ * redirected offset) nor still on its way (busy), in both directions.
+ */
+static inline int lf_release_ready(const struct lf_conn *c)
+{
+	return c->release && c->busy[0] == 0 && c->busy[1] == 0 &&
+	       c->read[0] >= c->redir_end[0] && c->read[1] >= c->redir_end[1];
+}
+
 static inline enum lf_route
 lf_route_decide(int on_detour, int lowat, __u64 backlog, __u64 len, __u64 limit)
 {

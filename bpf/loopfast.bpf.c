@@ -16,6 +16,11 @@
 #include <bpf/bpf_tracing.h>
 
 #include "lf_shared.h"
+
+/* The one field of the kernel's struct sock read here (CO-RE). */
+struct sock___lf {
+	void *sk_user_data;
+} __attribute__((preserve_access_index));
 #include "../include/loopfast.h"
 
 #define EINVAL 22
@@ -71,9 +76,16 @@ struct {
  * really sent: a partly failed send frees what it could not push, and the
  * call after it reuses the last verdict without running the program.
  */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, LF_RELEASE_QUEUE);
+	__type(value, struct lf_key);
+} lf_release SEC(".maps");
+
 struct lf_inflight {
 	__u64 cookie;
 	__u64 counted;
+	__u64 redirected; /* of counted, bytes redirected (busy) */
 };
 
 struct {
@@ -431,16 +443,39 @@ int lf_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-static __always_inline void inflight_add(__u64 cookie, __u64 len)
+static __always_inline struct lf_inflight *inflight_add(__u64 cookie,
+							__u64 len)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
 	struct lf_inflight *e, n = { .cookie = cookie, .counted = len };
 
 	e = bpf_map_lookup_elem(&lf_inflight, &tid);
-	if (e && e->cookie == cookie)
+	if (e && e->cookie == cookie) {
 		e->counted += len;
-	else
-		bpf_map_update_elem(&lf_inflight, &tid, &n, BPF_ANY);
+		return e;
+	}
+	bpf_map_update_elem(&lf_inflight, &tid, &n, BPF_ANY);
+	return bpf_map_lookup_elem(&lf_inflight, &tid);
+}
+
+/* A small-write stream: mark it for release and queue its key. */
+static __always_inline void release_check(struct lf_conn *c,
+					  struct lf_sk *s, __u32 d, __u64 len,
+					  struct lf_config *cfg)
+{
+	__u32 streak = c->run[d];
+
+	if (c->run[!d])
+		c->run[!d] = 0;
+	if (!lf_release_due(&streak, len, cfg->release_run)) {
+		c->run[d] = streak;
+		return;
+	}
+	c->run[d] = streak;
+	if (c->release || __sync_fetch_and_add(&c->release, 1))
+		return;
+	bpf_map_push_elem(&lf_release, &s->conn, BPF_ANY);
+	stat_add(LF_ST_RELEASE_MARKED, 1);
 }
 
 /*
@@ -456,6 +491,7 @@ int lf_msg(struct sk_msg_md *msg)
 	struct lf_conn *c;
 	struct lf_sk *s;
 	__u64 len = msg->size;
+	struct lf_inflight *e;
 	__u64 sent, backlog;
 	enum lf_route r;
 	__u32 d, state;
@@ -470,7 +506,7 @@ int lf_msg(struct sk_msg_md *msg)
 	if (!c || !cfg)
 		return SK_PASS;
 	d = s->dir & 1;
-	inflight_add(s->cookie, len);
+	e = inflight_add(s->cookie, len);
 	sent = __sync_fetch_and_add(&c->sent[d], len);
 	state = sk->state;
 	/*
@@ -486,9 +522,10 @@ int lf_msg(struct sk_msg_md *msg)
 		c->detour[d] = 1;
 		return SK_PASS;
 	}
+	release_check(c, s, d, len, cfg);
 	backlog = sent - c->read[d];
-	r = lf_route_decide(c->detour[d], c->lowat[d], backlog, len,
-			    cfg->detour_limit);
+	r = lf_route_decide(c->detour[d] | c->release, c->lowat[d], backlog,
+			    len, cfg->detour_limit);
 	if (r == LF_ROUTE_TCP_START) {
 		c->detour[d] = 1;
 		__sync_fetch_and_add(&c->detours[d], 1);
@@ -500,15 +537,32 @@ int lf_msg(struct sk_msg_md *msg)
 		return SK_PASS;
 	}
 	/*
+	 * Busy before release is read: loopfastd sees either these bytes
+	 * busy, or this send sees the release and takes TCP.
+	 */
+	__sync_fetch_and_add(&c->busy[d], len);
+	if (c->release) {
+		__sync_fetch_and_add(&c->busy[d], -len);
+		stat_add(LF_ST_MSGS_DETOURED, 1);
+		stat_add(LF_ST_BYTES_DETOURED, len);
+		return SK_PASS;
+	}
+	/*
 	 * The peer gone from the map makes the helper answer SK_DROP; the
 	 * bytes must then take TCP, and so must every later one until the
 	 * reader caught up.
 	 */
 	if (bpf_msg_redirect_hash(msg, &lf_sockhash, &s->peer, BPF_F_INGRESS) !=
 	    SK_PASS) {
+		__sync_fetch_and_add(&c->busy[d], -len);
 		c->detour[d] = 1;
 		return SK_PASS;
 	}
+	if (e)
+		e->redirected += len;
+	else
+		__sync_fetch_and_add(&c->busy[d], -len); /* no way to track */
+	c->redir_end[d] = sent + len;
 	c->detour[d] = 0;
 	__sync_fetch_and_add(&c->redirected[d], len);
 	stat_add(LF_ST_MSGS_REDIRECTED, 1);
@@ -517,6 +571,28 @@ int lf_msg(struct sk_msg_md *msg)
 }
 
 /* Bytes a receiver has read: the other half of each direction's backlog. */
+/*
+ * The connection of s, for the byte counters, or NULL when there is
+ * nothing to count. A released socket (marked, and out of the sockhash:
+ * its psock, sk_user_data, is gone) is flagged once and skipped after.
+ */
+static __always_inline struct lf_conn *tp_conn(struct sock *sk,
+					       struct lf_sk *s)
+{
+	struct lf_conn *c;
+
+	if (!s || (s->flags & (LF_SK_CONN | LF_SK_RELEASED)) != LF_SK_CONN)
+		return NULL;
+	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
+	if (!c || c->cookie[s->dir & 1] != s->cookie)
+		return NULL;
+	if (c->release && !((struct sock___lf *)sk)->sk_user_data) {
+		s->flags |= LF_SK_RELEASED;
+		return NULL;
+	}
+	return c;
+}
+
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(lf_recv_length, struct sock *sk, int ret, int flags)
 {
@@ -526,10 +602,8 @@ int BPF_PROG(lf_recv_length, struct sock *sk, int ret, int flags)
 	if (ret <= 0 || (flags & MSG_PEEK))
 		return 0;
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
-	if (!s || !(s->flags & LF_SK_CONN))
-		return 0;
-	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
-	if (c && c->cookie[s->dir & 1] == s->cookie)
+	c = tp_conn(sk, s);
+	if (c && s)
 		__sync_fetch_and_add(&c->read[!(s->dir & 1)], ret);
 	return 0;
 }
@@ -545,24 +619,31 @@ int BPF_PROG(lf_send_length, struct sock *sk, int ret, int flags)
 	struct lf_inflight *e;
 	struct lf_conn *c;
 	struct lf_sk *s;
-	__u64 counted = 0;
+	__u64 counted = 0, redirected = 0;
 	__s64 delta;
 
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
-	if (!s || !(s->flags & LF_SK_CONN))
+	if (!s || (s->flags & (LF_SK_CONN | LF_SK_RELEASED)) != LF_SK_CONN)
 		return 0;
 	e = bpf_map_lookup_elem(&lf_inflight, &tid);
 	if (e) {
-		if (e->cookie == s->cookie)
+		if (e->cookie == s->cookie) {
 			counted = e->counted;
+			redirected = e->redirected;
+		}
 		bpf_map_delete_elem(&lf_inflight, &tid);
 	}
 	delta = (__s64)(ret > 0 ? ret : 0) - (__s64)counted;
-	if (!delta)
+	if (!delta && !redirected)
 		return 0;
-	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
-	if (c && c->cookie[s->dir & 1] == s->cookie)
+	c = tp_conn(sk, s);
+	if (!c)
+		return 0;
+	if (delta)
 		__sync_fetch_and_add(&c->sent[s->dir & 1], delta);
+	/* This send's redirected bytes are queued at the peer by now. */
+	if (redirected)
+		__sync_fetch_and_add(&c->busy[s->dir & 1], -(__s64)redirected);
 	return 0;
 }
 

@@ -73,6 +73,7 @@ static const char *const stat_names[LF_ST_MAX] = {
 	[LF_ST_DETOURS] = "detours",
 	[LF_ST_MSGS_DETOURED] = "msgs-detoured",
 	[LF_ST_BYTES_DETOURED] = "bytes-detoured",
+	[LF_ST_RELEASE_MARKED] = "release-marked",
 };
 
 static __u64 now_ns(void)
@@ -137,6 +138,7 @@ static int cmd_stats(struct lf_daemon *d, const char *arg, struct reply *r)
 	for (i = 0; i < LF_ST_MAX; i++)
 		reply_add(r, "%s %llu\n", stat_names[i],
 			  (unsigned long long)v[i]);
+	reply_add(r, "released %llu\n", (unsigned long long)d->released);
 	reply_add(r, "conns-live %d\n", count_conns(&d->dp));
 	return 0;
 }
@@ -191,8 +193,8 @@ static void conn_line(const struct lf_key *k, const struct lf_conn *c,
 		  owner_str(ow, c->cookie[1], po[1], sizeof(po[1])));
 	reply_add(
 		r,
-		" state=%s sent=%llu,%llu read=%llu,%llu backlog=%llu,%llu detour=%u,%u detours=%llu,%llu redirected=%llu,%llu\n",
-		conn_state_name(c->state),
+		" release=%u state=%s sent=%llu,%llu read=%llu,%llu backlog=%llu,%llu detour=%u,%u detours=%llu,%llu redirected=%llu,%llu\n",
+		c->release, conn_state_name(c->state),
 		(unsigned long long)c->sent[0], (unsigned long long)c->sent[1],
 		(unsigned long long)c->read[0], (unsigned long long)c->read[1],
 		(unsigned long long)(c->sent[0] - c->read[0]),

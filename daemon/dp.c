@@ -4,7 +4,7 @@
  * BPF links, pin links and maps; adopt what a previous run pinned; unload.
  *
  * Pin layout under the pin dir:
- *   maps/{sk_store,sockhash,conns,config,stats,inflight}
+ *   maps/{sk_store,sockhash,conns,config,stats,inflight,release}
  *   links/{setsockopt,getsockopt,sockops,send_length,recv_length}
  * links/recv_length is pinned last and marks a complete data path.
  */
@@ -24,7 +24,8 @@
 #define COMPLETE_MARK "links/recv_length"
 
 static const char *const map_pins[] = { "sk_store", "sockhash", "conns",
-					"config",   "stats",	"inflight" };
+					"config",   "stats",	"inflight",
+					"release" };
 static const char *const link_pins[] = { "setsockopt", "getsockopt", "sockops",
 					 "send_length", "recv_length" };
 
@@ -118,6 +119,8 @@ static int dp_adopt(struct lf_dp *dp, const struct lf_opts *opts)
 	dp->conns_fd = map_get(opts->pin_dir, "conns");
 	if (dp->config_fd < 0 || dp->stats_fd < 0 || dp->conns_fd < 0)
 		return -ENOENT;
+	dp->release_fd = map_get(opts->pin_dir, "release");
+	dp->sockhash_fd = map_get(opts->pin_dir, "sockhash");
 	if (!bpf_obj_get_info_by_fd(dp->conns_fd, &info, &len))
 		dp->sockhash_size = info.max_entries;
 	dp->adopted = 1;
@@ -152,6 +155,8 @@ static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
 	dp->config_fd = bpf_map__fd(skel->maps.lf_config);
 	dp->stats_fd = bpf_map__fd(skel->maps.lf_stats);
 	dp->conns_fd = bpf_map__fd(skel->maps.lf_conns);
+	dp->release_fd = bpf_map__fd(skel->maps.lf_release);
+	dp->sockhash_fd = bpf_map__fd(skel->maps.lf_sockhash);
 	dp->sockhash_size = opts->sockhash_size;
 	return 0;
 }
@@ -233,7 +238,8 @@ static int dp_pin(struct lf_dp *dp, const char *dir)
 	struct bpf_map *maps[] = {
 		skel->maps.lf_sk_store, skel->maps.lf_sockhash,
 		skel->maps.lf_conns,	skel->maps.lf_config,
-		skel->maps.lf_stats,	skel->maps.lf_inflight
+		skel->maps.lf_stats,	skel->maps.lf_inflight,
+		skel->maps.lf_release
 	};
 	char path[PATH_MAX];
 	unsigned int i;
@@ -280,6 +286,7 @@ int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts)
 
 	memset(dp, 0, sizeof(*dp));
 	dp->config_fd = dp->stats_fd = dp->conns_fd = -1;
+	dp->release_fd = dp->sockhash_fd = -1;
 	err = lf_bpffs_ensure(opts->pin_dir);
 	if (err)
 		return err;
@@ -334,9 +341,15 @@ void lf_dp_close(struct lf_dp *dp)
 			close(dp->stats_fd);
 		if (dp->conns_fd >= 0)
 			close(dp->conns_fd);
+		if (dp->release_fd >= 0)
+			close(dp->release_fd);
+		if (dp->sockhash_fd >= 0)
+			close(dp->sockhash_fd);
 	}
+	dp->release_fd = dp->sockhash_fd = -1;
 	dp->skel = NULL;
 	dp->config_fd = dp->stats_fd = dp->conns_fd = -1;
+	dp->release_fd = dp->sockhash_fd = -1;
 }
 
 int lf_dp_config_write(struct lf_dp *dp, const struct lf_config *cfg)

@@ -23,6 +23,7 @@ struct lf_opts {
 	int log_level; /* enum lf_log_level, -1: not set */
 	__u32 sockhash_size;
 	__u64 detour_limit;
+	__u32 release_run;
 };
 
 /* The data path: BPF objects loaded (or adopted from the pin dir). */
@@ -31,6 +32,8 @@ struct lf_dp {
 	int config_fd;
 	int stats_fd;
 	int conns_fd;
+	int release_fd; /* queue of connections marked for release, or -1 */
+	int sockhash_fd; /* -1 when adopted without it */
 	int adopted;
 	__u32 sockhash_size;
 };
@@ -71,7 +74,13 @@ struct lf_daemon {
 	int quit; /* 1: exit, keep pins; 2: unload and exit */
 	struct lf_client *clients[LF_CTL_MAX_CLIENTS];
 	struct lf_hooks hooks; /* filter hooks found by the last scan */
+	struct lf_releases *rel; /* connections waiting to be released */
+	__u64 released; /* connections released to plain TCP so far */
 };
+
+/* release.c: small-write streams leave the sockhash for plain TCP */
+int lf_release_poll(struct lf_daemon *d);
+void lf_release_free(struct lf_daemon *d);
 
 /* owners.c: who holds the sockets of the fast connections */
 struct lf_owner {

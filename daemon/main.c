@@ -40,6 +40,7 @@ enum opt_id {
 	OPT_UNLOAD,
 	OPT_VERSION,
 	OPT_LOG_LEVEL,
+	OPT_RELEASE_RUN,
 };
 
 /* The one option table: parsing, config-file keys and --help. */
@@ -66,6 +67,8 @@ static const struct opt_desc {
 	  "fast sockets at most (default 65536)" },
 	{ "detour-limit", 1, OPT_DETOUR_LIMIT, "BYTES",
 	  "unread bytes that send a direction through TCP (default 4194304)" },
+	{ "release-run", 1, OPT_RELEASE_RUN, "N",
+	  "small sends in a row that release a stream to plain TCP (default 64, 0 never)" },
 	{ "config", 1, OPT_CONFIG, "FILE",
 	  "read 'key = value' lines with these option names" },
 	{ "unload", 0, OPT_UNLOAD, NULL,
@@ -152,6 +155,11 @@ static int opt_apply(struct lf_opts *o, int id, const char *val)
 		if (parse_u64(val, &v) || !v || v > (1U << 24))
 			return -EINVAL;
 		o->sockhash_size = v;
+		return 0;
+	case OPT_RELEASE_RUN:
+		if (parse_u64(val, &v) || v > 1000000)
+			return -EINVAL;
+		o->release_run = v;
 		return 0;
 	case OPT_DETOUR_LIMIT:
 		if (parse_u64(val, &v) || v < 4096)
@@ -269,6 +277,7 @@ static void opts_defaults(struct lf_opts *o)
 	o->log_level = -1;
 	o->sockhash_size = LF_DEFAULT_SOCKHASH_SIZE;
 	o->detour_limit = LF_DEFAULT_DETOUR_LIMIT;
+	o->release_run = LF_DEFAULT_RELEASE_RUN;
 }
 
 static void print_version(void)
@@ -498,6 +507,8 @@ static void daemon_reload(struct lf_daemon *d)
 	d->opts.filter_ignore = o.filter_ignore;
 	d->opts.detour_limit = o.detour_limit;
 	d->cfg.detour_limit = o.detour_limit;
+	d->opts.release_run = o.release_run;
+	d->cfg.release_run = o.release_run;
 	lf_daemon_set_mode(d, o.mode);
 	pr_info("reload: %s applied", d->opts.config);
 }
@@ -520,6 +531,8 @@ static void signals_read(struct lf_daemon *d, int sfd)
 	}
 }
 
+#define RELEASE_TICK_MS 50
+
 static int daemon_loop(struct lf_daemon *d, int sfd)
 {
 	struct pollfd pfds[2 + LF_CTL_MAX_CLIENTS];
@@ -537,6 +550,9 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 		n = 2;
 		lf_ctl_poll_fds(d, pfds, &n);
 		timeout = (next - now) / 1000000 + 1;
+		/* Releases are looked for every RELEASE_TICK_MS. */
+		if (lf_release_poll(d) >= 0 && timeout > RELEASE_TICK_MS)
+			timeout = RELEASE_TICK_MS;
 		if (poll(pfds, n, timeout) < 0 && errno != EINTR)
 			return -errno;
 		if (pfds[0].revents)
@@ -624,6 +640,7 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 		return err;
 	d->cfg.mode = d->opts.mode;
 	d->cfg.detour_limit = d->opts.detour_limit;
+	d->cfg.release_run = d->opts.release_run;
 	err = daemon_publish(d);
 	if (!err)
 		err = lf_dp_attach(&d->dp, &d->opts);
@@ -642,6 +659,7 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 	err = daemon_loop(d, sfd);
 	sd_notify_msg("STOPPING=1");
 	lf_ctl_close_all(d);
+	lf_release_free(d);
 	close(sfd);
 	close(d->ctl_fd);
 	unlink(d->opts.socket);

@@ -414,6 +414,14 @@ int lf_env_daemon_start(struct lf_env *env)
 		argv[argc++] = "--detour-limit";
 		argv[argc++] = dls;
 	}
+	if (env->opts.release_run) {
+		argv[argc++] = "--release-run";
+		argv[argc++] = (char *)env->opts.release_run;
+	}
+	if (env->opts.config) {
+		argv[argc++] = "--config";
+		argv[argc++] = (char *)env->opts.config;
+	}
 	if (getenv("LF_DAEMON_VERBOSE"))
 		argv[argc++] = "-v";
 	argv[argc] = NULL;

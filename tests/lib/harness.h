@@ -32,6 +32,8 @@ struct lf_env_opts {
 	const char *mode; /* --mode, NULL: daemon default */
 	unsigned int sockhash_size; /* --sockhash-size, 0: default */
 	unsigned long long detour_limit; /* --detour-limit, 0: default */
+	const char *release_run; /* --release-run, NULL: default */
+	const char *config; /* --config FILE, NULL: none */
 	int no_enter; /* do not move this process in */
 };
 

@@ -745,3 +745,34 @@ Test(route, never_starts_a_detour_while_on_one)
 				      "backlog %llu lowat %d",
 				      (unsigned long long)backlogs[i], lowat);
 }
+
+Test(shared, release_streak)
+{
+	__u32 streak = 0;
+	int i, due = 0;
+
+	for (i = 0; i < 63; i++)
+		due |= lf_release_due(&streak, 1024, 64);
+	cr_expect(!due && streak == 63);
+	cr_expect(lf_release_due(&streak, 1024, 64), "64th small send");
+	cr_expect(!lf_release_due(&streak, 64 << 10, 64) && streak == 0,
+		  "a large send starts the streak over");
+	streak = 1000;
+	cr_expect(!lf_release_due(&streak, 1, 0), "run 0: never");
+}
+
+Test(shared, release_ready)
+{
+	struct lf_conn c = { .release = 1 };
+
+	c.redir_end[0] = 100;
+	c.read[0] = 99;
+	cr_expect(!lf_release_ready(&c), "a redirected byte still unread");
+	c.read[0] = 100;
+	cr_expect(lf_release_ready(&c));
+	c.busy[1] = 5;
+	cr_expect(!lf_release_ready(&c), "a redirect still being queued");
+	c.busy[1] = 0;
+	c.release = 0;
+	cr_expect(!lf_release_ready(&c), "not marked");
+}

@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: MIT
+/*
+ * release.c - connections that stream small writes leave the sockhash for
+ * plain TCP ("release"), and no byte is lost, duplicated or reordered on
+ * the way: one-way and two-way streams of small random writes with
+ * readers that stall, many pairs at once, the differential against TCP,
+ * and the workloads that must stay redirected (ping-pong, pipelined RPC).
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct lf_env env;
+
+static void teardown(void)
+{
+	lf_env_stop(&env);
+}
+
+TestSuite(release, .fini = teardown, .timeout = 180);
+
+static void start(const struct lf_env_opts *o)
+{
+	int err = lf_env_start(&env, o);
+
+	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+}
+
+/* xorshift, per thread */
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/*
+ * One direction with blocking calls: the sender writes random sizes
+ * (mostly small), the receiver reads random sizes and stalls now and
+ * then, and checks every byte against the pattern.
+ */
+struct dir {
+	int fd;
+	uint64_t seed;
+	uint64_t total;
+	size_t max_write;
+	int stalls; /* receiver: sleep now and then */
+	/* results */
+	uint64_t done;
+	int64_t bad;
+	int err;
+};
+
+static void *dir_send(void *arg)
+{
+	struct dir *d = arg;
+	uint64_t r = d->seed * 7 + 1;
+	char *buf = malloc(d->max_write);
+	size_t len;
+	ssize_t n;
+
+	if (!buf) {
+		d->err = -ENOMEM;
+		return NULL;
+	}
+	while (d->done < d->total) {
+		len = 1 + rnd(&r) % (rnd(&r) % 8 ? 1500 : d->max_write);
+		if (len > d->max_write)
+			len = d->max_write;
+		if (len > d->total - d->done)
+			len = d->total - d->done;
+		lf_pattern_fill(d->seed, d->done, buf, len);
+		n = send(d->fd, buf, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			d->err = -errno;
+			break;
+		}
+		d->done += n;
+	}
+	shutdown(d->fd, SHUT_WR);
+	free(buf);
+	return NULL;
+}
+
+static void *dir_recv(void *arg)
+{
+	struct dir *d = arg;
+	uint64_t r = d->seed * 13 + 5;
+	char buf[65536];
+	ssize_t n, bad;
+	size_t len;
+
+	d->bad = -1;
+	for (;;) {
+		len = 1 + rnd(&r) % sizeof(buf);
+		n = recv(d->fd, buf, len, 0);
+		/*
+		 * A blocking read on a socket with a psock may return EAGAIN
+		 * after a wake-up with nothing to read (a kernel gap the
+		 * shim hides): wait and read again, bounded.
+		 */
+		if (n < 0 && errno == EAGAIN &&
+		    lf_poll1(d->fd, POLLIN, 20000) & POLLIN)
+			continue;
+		if (n < 0) {
+			d->err = -errno;
+			break;
+		}
+		if (!n)
+			break;
+		bad = lf_pattern_check(d->seed, d->done, buf, n);
+		if (bad >= 0) {
+			d->bad = d->done + bad;
+			d->err = -EBADMSG;
+			break;
+		}
+		d->done += n;
+		if (d->stalls && rnd(&r) % 256 == 0)
+			usleep(rnd(&r) % 8 ? 200 : 20000);
+	}
+	return NULL;
+}
+
+/* Run the directions given (senders and receivers) to the end. */
+static void dirs_run(struct dir *send_dirs, struct dir *recv_dirs, int n)
+{
+	pthread_t t[16];
+	int i;
+
+	cr_assert(n <= 8);
+	for (i = 0; i < n; i++) {
+		cr_assert(pthread_create(&t[2 * i], NULL, dir_send,
+					 &send_dirs[i]) == 0);
+		cr_assert(pthread_create(&t[2 * i + 1], NULL, dir_recv,
+					 &recv_dirs[i]) == 0);
+	}
+	for (i = 0; i < 2 * n; i++)
+		pthread_join(t[i], NULL);
+	for (i = 0; i < n; i++) {
+		cr_assert(send_dirs[i].err == 0, "send %d: %s", i,
+			  strerror(-send_dirs[i].err));
+		cr_assert(recv_dirs[i].err == 0 &&
+				  recv_dirs[i].done == recv_dirs[i].total,
+			  "receive %d: %s after %llu of %llu bytes, first bad byte at %lld",
+			  i, strerror(-recv_dirs[i].err),
+			  (unsigned long long)recv_dirs[i].done,
+			  (unsigned long long)recv_dirs[i].total,
+			  (long long)recv_dirs[i].bad);
+	}
+}
+
+static void dir_pair(struct dir *s, struct dir *r, int sfd, int rfd,
+		     uint64_t seed, uint64_t total, size_t max_write, int stalls)
+{
+	memset(s, 0, sizeof(*s));
+	memset(r, 0, sizeof(*r));
+	s->fd = sfd;
+	r->fd = rfd;
+	s->seed = r->seed = seed;
+	s->total = r->total = total;
+	s->max_write = max_write;
+	r->stalls = stalls;
+}
+
+static void conn_timeouts(int c, int s)
+{
+	cr_assert(lf_set_timeouts(c, 20000) == 0 &&
+		  lf_set_timeouts(s, 20000) == 0);
+}
+
+Test(release, small_write_stream_is_released_intact)
+{
+	struct dir snd, rcv;
+	long long rel;
+	char reply[4096];
+	int c, s;
+
+	start(NULL);
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	cr_assert(lf_state(c) == 1 && lf_state(s) == 1);
+	conn_timeouts(c, s);
+	dir_pair(&snd, &rcv, c, s, 101, 256ULL << 20, 2048, 0);
+	dirs_run(&snd, &rcv, 1);
+	rel = lf_env_stat_wait(&env, "released", 1, 2000);
+	cr_assert(rel >= 1, "a 256 MiB stream of small writes was not released");
+	cr_assert(lf_state(c) == 1 && lf_state(s) == 1,
+		  "a released pair must still report LOOPFAST_STATE 1");
+	cr_assert(lf_env_ctl(&env, "conns", reply, sizeof(reply)) == 0);
+	cr_assert(strstr(reply, "release=1"), "conns:\n%s", reply);
+	lf_close(&c);
+	lf_close(&s);
+	lf_env_finish(&env);
+}
+
+Test(release, two_way_random_writes_with_stalled_readers)
+{
+	struct dir snd[2], rcv[2];
+	int c, s;
+
+	start(NULL);
+	lf_tcp_pair(AF_INET6, "::1", 1, 1, &c, &s);
+	conn_timeouts(c, s);
+	dir_pair(&snd[0], &rcv[0], c, s, 201, 96ULL << 20, 65536, 1);
+	dir_pair(&snd[1], &rcv[1], s, c, 202, 96ULL << 20, 65536, 1);
+	dirs_run(snd, rcv, 2);
+	fprintf(stderr, "two-way: released %lld, detours %lld\n",
+		lf_env_stat(&env, "released"), lf_env_stat(&env, "detours"));
+	lf_close(&c);
+	lf_close(&s);
+	lf_env_finish(&env);
+}
+
+/* 64 pairs at once, 512-byte writes, through the non-blocking runner. */
+Test(release, many_pairs_released_intact)
+{
+	enum { N = 64 };
+	static struct lf_xfer x[2 * N];
+	static int fds[2 * N];
+	long long rel;
+	int i;
+
+	start(NULL);
+	cr_assert(lf_raise_nofile(1024) == 0);
+	for (i = 0; i < N; i++) {
+		lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &fds[2 * i],
+			    &fds[2 * i + 1]);
+		lf_xfer_send_init(&x[2 * i], fds[2 * i], 300 + i, 4ULL << 20);
+		x[2 * i].chunk = 512;
+		x[2 * i].shut_wr = 1;
+		lf_xfer_recv_init(&x[2 * i + 1], fds[2 * i + 1], 300 + i,
+				  4ULL << 20);
+		x[2 * i + 1].want_eof = 1;
+	}
+	cr_assert(lf_xfer_run(x, 2 * N, 120000) == 0);
+	for (i = 0; i < 2 * N; i++)
+		lf_xfer_assert_ok(&x[i]);
+	rel = lf_env_stat_wait(&env, "released", 1, 2000);
+	fprintf(stderr, "many pairs: released %lld of %d\n", rel, N);
+	cr_assert(rel >= 1);
+	for (i = 0; i < 2 * N; i++)
+		lf_close(&fds[i]);
+	lf_env_finish(&env);
+}
+
+Test(release, never_with_release_run_0)
+{
+	struct lf_env_opts o = { .release_run = "0" };
+	struct dir snd, rcv;
+	int c, s;
+
+	start(&o);
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	conn_timeouts(c, s);
+	dir_pair(&snd, &rcv, c, s, 401, 32ULL << 20, 1024, 0);
+	dirs_run(&snd, &rcv, 1);
+	cr_assert(lf_env_stat(&env, "release-marked") == 0);
+	cr_assert(lf_env_stat(&env, "released") == 0);
+	lf_close(&c);
+	lf_close(&s);
+	lf_env_finish(&env);
+}
+
+/* Request/response traffic is what redirection is for: never released. */
+Test(release, ping_pong_and_pipelined_rpc_stay_redirected)
+{
+	char buf[2048];
+	int c, s, i, k;
+
+	start(NULL);
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	conn_timeouts(c, s);
+	for (i = 0; i < 20000; i++) {
+		cr_assert(send(c, "p", 1, 0) == 1 && recv(s, buf, 1, 0) == 1);
+		cr_assert(send(s, "q", 1, 0) == 1 && recv(c, buf, 1, 0) == 1);
+	}
+	for (i = 0; i < 2000; i++) {
+		for (k = 0; k < 16; k++)
+			cr_assert(send(c, buf, 100, 0) == 100);
+		cr_assert(recv(s, buf, 1600, MSG_WAITALL) >= 100);
+		while (lf_poll1(s, POLLIN, 0) & POLLIN)
+			cr_assert(recv(s, buf, sizeof(buf), 0) > 0);
+		for (k = 0; k < 16; k++)
+			cr_assert(send(s, buf, 100, 0) == 100);
+		k = 0;
+		while (k < 1600) {
+			ssize_t n = recv(c, buf, sizeof(buf), 0);
+
+			cr_assert(n > 0);
+			k += n;
+		}
+	}
+	cr_assert(lf_env_stat(&env, "release-marked") == 0,
+		  "request/response traffic was marked for release");
+	lf_close(&c);
+	lf_close(&s);
+	lf_env_finish(&env);
+}
+
+/* Same bytes and EOF fast (released on the way) and on TCP. */
+static void case_small_stream(struct lf_env *e, int fast, struct lf_rec *r)
+{
+	struct dir snd, rcv;
+	int c, s;
+
+	(void)e;
+	lf_diff_pair(fast, AF_INET, "127.0.0.1", &c, &s);
+	conn_timeouts(c, s);
+	dir_pair(&snd, &rcv, c, s, 501, 64ULL << 20, 4096, 1);
+	dirs_run(&snd, &rcv, 1);
+	lf_rec(r, "received", rcv.done);
+	lf_rec(r, "bad", rcv.bad);
+	lf_rec(r, "state-after", lf_state(c) == fast);
+	lf_close(&c);
+	lf_close(&s);
+}
+
+Test(release, differential_small_stream)
+{
+	start(NULL);
+	lf_diff(&env, case_small_stream);
+	lf_env_finish(&env);
+}
