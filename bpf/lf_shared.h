@@ -74,6 +74,16 @@ struct lf_sk {
 	__u64 cookie; /* socket cookie, to tell key reuse apart */
 	struct lf_key conn; /* key of the connection in lf_conns (client's key) */
 	struct lf_key peer; /* the peer socket's key in lf_sockhash */
+	/*
+	 * The send call in progress, from sk_msg to the end of the call
+	 * (sock_send_length): the thread that owns it (0: none), the bytes
+	 * sk_msg counted and of those, the bytes it redirected. A second
+	 * thread sending at the same time uses lf_inflight instead.
+	 */
+	__u32 infl_tid;
+	__u32 infl_lru; /* 1 once a send of this socket used lf_inflight */
+	__u64 infl_counted;
+	__u64 infl_redir;
 };
 
 /* lf_conn.state */

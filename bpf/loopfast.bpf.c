@@ -443,6 +443,12 @@ int lf_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
+/* Where this send call's counts are kept until the call ends. */
+struct infl_ref {
+	struct lf_sk *s; /* in s->infl_*, or */
+	struct lf_inflight *e; /* in lf_inflight (another thread owns s's) */
+};
+
 static __always_inline struct lf_inflight *inflight_add(__u64 cookie,
 							__u64 len)
 {
@@ -456,6 +462,71 @@ static __always_inline struct lf_inflight *inflight_add(__u64 cookie,
 	}
 	bpf_map_update_elem(&lf_inflight, &tid, &n, BPF_ANY);
 	return bpf_map_lookup_elem(&lf_inflight, &tid);
+}
+
+/*
+ * Count len bytes of this call. The socket's own slot serves the thread
+ * that claims it (sends of one socket are serialised by its lock; the
+ * slot is freed at the end of the call); a concurrent second thread
+ * falls back to the per-thread LRU map.
+ */
+static __always_inline void infl_count(struct lf_sk *s, __u64 len,
+				       struct infl_ref *ref)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	ref->s = NULL;
+	ref->e = NULL;
+	if (s->infl_tid == tid) {
+		s->infl_counted += len;
+		ref->s = s;
+		return;
+	}
+	if (!s->infl_tid &&
+	    __sync_val_compare_and_swap(&s->infl_tid, 0, tid) == 0) {
+		s->infl_counted = len;
+		s->infl_redir = 0;
+		ref->s = s;
+		return;
+	}
+	s->infl_lru = 1;
+	ref->e = inflight_add(s->cookie, len);
+}
+
+static __always_inline void infl_redirected(struct infl_ref *ref, __u64 len)
+{
+	if (ref->s)
+		ref->s->infl_redir += len;
+	else if (ref->e)
+		ref->e->redirected += len;
+}
+
+/* End of the call: what sk_msg counted and redirected for it. */
+static __always_inline void infl_take(struct lf_sk *s, __u64 *counted,
+				      __u64 *redirected)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct lf_inflight *e;
+
+	*counted = *redirected = 0;
+	if (s->infl_tid == (__u32)tid) {
+		*counted = s->infl_counted;
+		*redirected = s->infl_redir;
+		s->infl_counted = 0;
+		s->infl_redir = 0;
+		__sync_lock_test_and_set(&s->infl_tid, 0);
+		return;
+	}
+	if (!s->infl_lru)
+		return;
+	e = bpf_map_lookup_elem(&lf_inflight, &tid);
+	if (!e)
+		return;
+	if (e->cookie == s->cookie) {
+		*counted = e->counted;
+		*redirected = e->redirected;
+	}
+	bpf_map_delete_elem(&lf_inflight, &tid);
 }
 
 /* A small-write stream: mark it for release and queue its key. */
@@ -491,7 +562,7 @@ int lf_msg(struct sk_msg_md *msg)
 	struct lf_conn *c;
 	struct lf_sk *s;
 	__u64 len = msg->size;
-	struct lf_inflight *e;
+	struct infl_ref infl;
 	__u64 sent, backlog;
 	enum lf_route r;
 	__u32 d, state;
@@ -506,7 +577,7 @@ int lf_msg(struct sk_msg_md *msg)
 	if (!c || !cfg)
 		return SK_PASS;
 	d = s->dir & 1;
-	e = inflight_add(s->cookie, len);
+	infl_count(s, len, &infl);
 	sent = __sync_fetch_and_add(&c->sent[d], len);
 	state = sk->state;
 	/*
@@ -558,8 +629,8 @@ int lf_msg(struct sk_msg_md *msg)
 		c->detour[d] = 1;
 		return SK_PASS;
 	}
-	if (e)
-		e->redirected += len;
+	if (infl.s || infl.e)
+		infl_redirected(&infl, len);
 	else
 		__sync_fetch_and_add(&c->busy[d], -len); /* no way to track */
 	c->redir_end[d] = sent + len;
@@ -615,24 +686,15 @@ int BPF_PROG(lf_recv_length, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(lf_send_length, struct sock *sk, int ret, int flags)
 {
-	__u64 tid = bpf_get_current_pid_tgid();
-	struct lf_inflight *e;
+	__u64 counted, redirected;
 	struct lf_conn *c;
 	struct lf_sk *s;
-	__u64 counted = 0, redirected = 0;
 	__s64 delta;
 
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
 	if (!s || (s->flags & (LF_SK_CONN | LF_SK_RELEASED)) != LF_SK_CONN)
 		return 0;
-	e = bpf_map_lookup_elem(&lf_inflight, &tid);
-	if (e) {
-		if (e->cookie == s->cookie) {
-			counted = e->counted;
-			redirected = e->redirected;
-		}
-		bpf_map_delete_elem(&lf_inflight, &tid);
-	}
+	infl_take(s, &counted, &redirected);
 	delta = (__s64)(ret > 0 ? ret : 0) - (__s64)counted;
 	if (!delta && !redirected)
 		return 0;
