@@ -36,6 +36,9 @@ enum lf_mode {
  * mark a connection as a small-write stream for release (0: never). */
 #define LF_DEFAULT_RELEASE_RUN 64
 #define LF_SMALL_SEND (32U << 10)
+/* A direction this many times release_run sends on the detour in a row
+ * is a stream its reader cannot keep up with: TCP serves it as well. */
+#define LF_DETOUR_RELEASE_FACTOR 4
 #define LF_RELEASE_QUEUE 4096
 
 /* The single entry of the lf_config array map; loopfastd is its only writer. */
@@ -119,6 +122,8 @@ struct lf_conn {
 	 */
 	__u32 release; /* 1: marked; both directions on TCP for good */
 	__u32 run[2]; /* d's consecutive small sends since d last received */
+	__u32 dtrun[2]; /* d's consecutive sends on the detour */
+	__u32 pad2;
 	__u64 redir_end[2]; /* d's sent offset after its last redirected byte */
 	__s64 busy[2]; /* d's redirected bytes whose send has not returned */
 };

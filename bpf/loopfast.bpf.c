@@ -530,6 +530,26 @@ static __always_inline void infl_take(struct lf_sk *s, __u64 *counted,
 }
 
 /* A small-write stream: mark it for release and queue its key. */
+static __always_inline void release_mark(struct lf_conn *c, struct lf_sk *s)
+{
+	if (c->release || __sync_fetch_and_add(&c->release, 1))
+		return;
+	bpf_map_push_elem(&lf_release, &s->conn, BPF_ANY);
+	stat_add(LF_ST_RELEASE_MARKED, 1);
+}
+
+/* A long detour: the reader does not keep up; release the stream. */
+static __always_inline void release_detour(struct lf_conn *c, struct lf_sk *s,
+					   __u32 d, struct lf_config *cfg)
+{
+	__u32 n = c->dtrun[d] + 1;
+
+	c->dtrun[d] = n;
+	if (cfg->release_run &&
+	    n >= cfg->release_run * LF_DETOUR_RELEASE_FACTOR)
+		release_mark(c, s);
+}
+
 static __always_inline void release_check(struct lf_conn *c,
 					  struct lf_sk *s, __u32 d, __u64 len,
 					  struct lf_config *cfg)
@@ -543,10 +563,7 @@ static __always_inline void release_check(struct lf_conn *c,
 		return;
 	}
 	c->run[d] = streak;
-	if (c->release || __sync_fetch_and_add(&c->release, 1))
-		return;
-	bpf_map_push_elem(&lf_release, &s->conn, BPF_ANY);
-	stat_add(LF_ST_RELEASE_MARKED, 1);
+	release_mark(c, s);
 }
 
 /*
@@ -603,6 +620,7 @@ int lf_msg(struct sk_msg_md *msg)
 		stat_add(LF_ST_DETOURS, 1);
 	}
 	if (r != LF_ROUTE_REDIRECT) {
+		release_detour(c, s, d, cfg);
 		stat_add(LF_ST_MSGS_DETOURED, 1);
 		stat_add(LF_ST_BYTES_DETOURED, len);
 		return SK_PASS;
@@ -635,6 +653,8 @@ int lf_msg(struct sk_msg_md *msg)
 		__sync_fetch_and_add(&c->busy[d], -len); /* no way to track */
 	c->redir_end[d] = sent + len;
 	c->detour[d] = 0;
+	if (c->dtrun[d])
+		c->dtrun[d] = 0;
 	__sync_fetch_and_add(&c->redirected[d], len);
 	stat_add(LF_ST_MSGS_REDIRECTED, 1);
 	stat_add(LF_ST_BYTES_REDIRECTED, len);

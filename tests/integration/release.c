@@ -55,6 +55,8 @@ struct dir {
 	uint64_t total;
 	size_t max_write;
 	int stalls; /* receiver: sleep now and then */
+	int fixed; /* sender: always max_write bytes */
+	int start_ms; /* receiver: wait this long before reading */
 	/* results */
 	uint64_t done;
 	int64_t bad;
@@ -75,7 +77,7 @@ static void *dir_send(void *arg)
 	}
 	while (d->done < d->total) {
 		len = 1 + rnd(&r) % (rnd(&r) % 8 ? 1500 : d->max_write);
-		if (len > d->max_write)
+		if (d->fixed || len > d->max_write)
 			len = d->max_write;
 		if (len > d->total - d->done)
 			len = d->total - d->done;
@@ -101,6 +103,8 @@ static void *dir_recv(void *arg)
 	size_t len;
 
 	d->bad = -1;
+	if (d->start_ms)
+		lf_sleep_ms(d->start_ms);
 	for (;;) {
 		len = 1 + rnd(&r) % sizeof(buf);
 		n = recv(d->fd, buf, len, 0);
@@ -249,6 +253,29 @@ Test(release, many_pairs_released_intact)
 	cr_assert(rel >= 1);
 	for (i = 0; i < 2 * N; i++)
 		lf_close(&fds[i]);
+	lf_env_finish(&env);
+}
+
+/* Large writes to a reader that stalls: a long detour, then released. */
+Test(release, long_detour_is_released_intact)
+{
+	struct lf_env_opts o = { .release_run = "8" };
+	struct dir snd, rcv;
+	int c, s;
+
+	start(&o);
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	conn_timeouts(c, s);
+	dir_pair(&snd, &rcv, c, s, 601, 128ULL << 20, 65536, 1);
+	snd.fixed = 1;
+	rcv.start_ms = 300;
+	dirs_run(&snd, &rcv, 1);
+	cr_assert(lf_env_stat(&env, "detours") >= 1, "no detour happened");
+	cr_assert(lf_env_stat_wait(&env, "released", 1, 2000) >= 1,
+		  "a long detour was not released");
+	cr_assert(lf_state(c) == 1 && lf_state(s) == 1);
+	lf_close(&c);
+	lf_close(&s);
 	lf_env_finish(&env);
 }
 
