@@ -67,14 +67,19 @@ $(O):
 	$(Q)mkdir -p $(O) $(O)/obj/daemon $(O)/obj/cli $(O)/obj/common \
 		$(O)/obj/tests/lib $(O)/tests $(O)/examples
 
-$(O)/loopfast.bpf.o: bpf/loopfast.bpf.c | $(O)
+# Every bpf/NAME.bpf.c becomes build/NAME.skel.h (skeleton NAME_bpf).
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+BPF_SKELS := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRCS))
+.SECONDARY: $(patsubst bpf/%.bpf.c,$(O)/%.bpf.o,$(BPF_SRCS))
+
+$(O)/%.bpf.o: bpf/%.bpf.c | $(O)
 	$(call msg,BPF,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) $(DEPFLAGS) -MF $(O)/loopfast.bpf.d -MT $@ \
+	$(Q)$(CLANG) $(BPF_CFLAGS) $(DEPFLAGS) -MF $(O)/$*.bpf.d -MT $@ \
 		-c $< -o $@
 
-$(O)/loopfast.skel.h: $(O)/loopfast.bpf.o
+$(O)/%.skel.h: $(O)/%.bpf.o
 	$(call msg,GEN-SKEL,$@)
-	$(Q)$(BPFTOOL) gen skeleton $< name loopfast_bpf > $@
+	$(Q)$(BPFTOOL) gen skeleton $< name $*_bpf > $@
 
 $(O)/obj/%.o: %.c | $(O)
 	$(call msg,CC,$@)
@@ -84,7 +89,7 @@ $(O)/obj/%.o: %.c | $(O)
 DAEMON_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(DAEMON_SRCS) $(COMMON_SRCS))
 
 # The skeleton is generated: the daemon's objects wait for it.
-$(patsubst %.c,$(O)/obj/%.o,$(DAEMON_SRCS)): $(O)/loopfast.skel.h
+$(patsubst %.c,$(O)/obj/%.o,$(DAEMON_SRCS)): $(BPF_SKELS)
 CLI_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(CLI_SRCS) $(COMMON_SRCS))
 
 $(O)/loopfastd: $(DAEMON_OBJS)
@@ -198,22 +203,70 @@ format:
 	$(Q)clang-format -i $(DAEMON_SRCS) $(CLI_SRCS) $(COMMON_SRCS) $(SHIM_SRCS) $(wildcard */*.h) \
 		bpf/*.c $(UNIT_SRCS) $(IT_SRCS) $(TESTLIB_SRCS) $(TOOL_SRCS) $(EXAMPLE_SRCS)
 
+# Where `make install` puts things: under PREFIX, except the config file
+# (SYSCONFDIR, /etc). Each can be overridden; DESTDIR prefixes them all.
+# UNITDIR: /usr/lib/systemd/system for PREFIX=/usr; for /usr/local,
+# /usr/local/lib/systemd/system, which systemd searches as well.
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSCONFDIR ?= /etc
+CONFFILE = $(SYSCONFDIR)/loopfast/loopfastd.conf
+# Paths in loopfast.pc relative to ${prefix} where they can be.
+pc_rel = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+INSTALLED_FILES = $(SBINDIR)/loopfastd $(BINDIR)/loopfastctl \
+	$(LIBDIR)/libloopfast.so $(INCLUDEDIR)/loopfast.h \
+	$(PKGCONFIGDIR)/loopfast.pc $(UNITDIR)/loopfast.service \
+	$(MANDIR)/man8/loopfastd.8 $(MANDIR)/man8/loopfastctl.8 \
+	$(MANDIR)/man7/loopfast.7 $(BASHCOMPDIR)/loopfastctl
+
+# The config file is installed only where there is none (an operator's
+# edits survive a re-install) and removed only while it is unchanged.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
-		$(DESTDIR)$(PREFIX)/include $(DESTDIR)/lib/systemd/system
-	install -m 0755 $(O)/loopfastd $(DESTDIR)$(PREFIX)/sbin/loopfastd
-	install -m 0755 $(O)/loopfastctl $(DESTDIR)$(PREFIX)/bin/loopfastctl
-	install -d $(DESTDIR)$(PREFIX)/lib
-	install -m 0755 $(O)/libloopfast.so $(DESTDIR)$(PREFIX)/lib/libloopfast.so
-	install -m 0644 include/loopfast.h $(DESTDIR)$(PREFIX)/include/loopfast.h
-	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' systemd/loopfast.service.in > \
-		$(DESTDIR)/lib/systemd/system/loopfast.service
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) \
+		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man7 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/loopfast
+	install -m 0755 $(O)/loopfastd $(DESTDIR)$(SBINDIR)/loopfastd
+	install -m 0755 $(O)/loopfastctl $(DESTDIR)$(BINDIR)/loopfastctl
+	install -m 0755 $(O)/libloopfast.so $(DESTDIR)$(LIBDIR)/libloopfast.so
+	install -m 0644 include/loopfast.h $(DESTDIR)$(INCLUDEDIR)/loopfast.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' \
+		-e 's|@INCLUDEDIR@|$(call pc_rel,$(INCLUDEDIR))|g' \
+		-e 's|@LIBDIR@|$(call pc_rel,$(LIBDIR))|g' \
+		-e 's|@VERSION@|$(VERSION)|g' include/loopfast.pc.in > \
+		$(DESTDIR)$(PKGCONFIGDIR)/loopfast.pc
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/loopfast.pc
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONFFILE@|$(CONFFILE)|g' \
+		systemd/loopfast.service.in > $(DESTDIR)$(UNITDIR)/loopfast.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/loopfast.service
+	install -m 0644 daemon/loopfastd.8 $(DESTDIR)$(MANDIR)/man8/loopfastd.8
+	install -m 0644 cli/loopfastctl.8 $(DESTDIR)$(MANDIR)/man8/loopfastctl.8
+	install -m 0644 include/loopfast.7 $(DESTDIR)$(MANDIR)/man7/loopfast.7
+	install -m 0644 cli/loopfastctl.bash-completion \
+		$(DESTDIR)$(BASHCOMPDIR)/loopfastctl
+	@if [ -e $(DESTDIR)$(CONFFILE) ]; then \
+		echo "keeping $(DESTDIR)$(CONFFILE) (the shipped one is daemon/loopfastd.conf)"; \
+	else \
+		echo "install -m 0644 daemon/loopfastd.conf $(DESTDIR)$(CONFFILE)"; \
+		install -m 0644 daemon/loopfastd.conf $(DESTDIR)$(CONFFILE); \
+	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/sbin/loopfastd $(DESTDIR)$(PREFIX)/bin/loopfastctl \
-		$(DESTDIR)$(PREFIX)/include/loopfast.h \
-		$(DESTDIR)$(PREFIX)/lib/libloopfast.so \
-		$(DESTDIR)/lib/systemd/system/loopfast.service
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED_FILES))
+	@if cmp -s daemon/loopfastd.conf $(DESTDIR)$(CONFFILE); then \
+		echo "rm -f $(DESTDIR)$(CONFFILE)"; \
+		rm -f $(DESTDIR)$(CONFFILE); \
+	elif [ -e $(DESTDIR)$(CONFFILE) ]; then \
+		echo "keeping $(DESTDIR)$(CONFFILE): it was changed; remove it by hand"; \
+	fi
+	rmdir $(DESTDIR)$(SYSCONFDIR)/loopfast 2>/dev/null || true
 
 clean:
 	rm -rf $(O)

@@ -74,6 +74,7 @@ struct lf_daemon {
 	int quit; /* 1: exit, keep pins; 2: unload and exit */
 	struct lf_client *clients[LF_CTL_MAX_CLIENTS];
 	struct lf_hooks hooks; /* filter hooks found by the last scan */
+	struct lf_watch *watch;
 	struct lf_releases *rel; /* connections waiting to be released */
 	__u64 released; /* connections released to plain TCP so far */
 };
@@ -100,7 +101,12 @@ const struct lf_owner *lf_owners_find(const struct lf_owners *ow, __u64 cookie);
 void lf_owners_free(struct lf_owners *ow);
 
 /* watch.c */
-void lf_watch_scan(struct lf_hooks *hs, const char *cgroup);
+struct lf_watch;
+/* Set up what the scans need (the link iterator); NULL if out of memory. */
+struct lf_watch *lf_watch_open(void);
+void lf_watch_close(struct lf_watch *w);
+void lf_watch_scan(struct lf_watch *w, struct lf_hooks *hs,
+		   const char *cgroup);
 
 int lf_daemon_set_mode(struct lf_daemon *d, int mode);
 int lf_daemon_set_filter_policy(struct lf_daemon *d, int ignore);

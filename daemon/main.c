@@ -388,7 +388,9 @@ static void daemon_watch(struct lf_daemon *d)
 
 	if (!now)
 		return;
-	lf_watch_scan(now, d->opts.cgroup);
+	if (!d->watch)
+		d->watch = lf_watch_open();
+	lf_watch_scan(d->watch, now, d->opts.cgroup);
 	if (!lf_hooks_equal(&d->hooks, now))
 		hooks_log_diff(&d->hooks, now, d->opts.filter_ignore);
 	d->hooks = *now;
@@ -660,6 +662,8 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 	sd_notify_msg("STOPPING=1");
 	lf_ctl_close_all(d);
 	lf_release_free(d);
+	lf_watch_close(d->watch);
+	d->watch = NULL;
 	close(sfd);
 	close(d->ctl_fd);
 	unlink(d->opts.socket);

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -38,6 +39,7 @@
 #include <bpf/libbpf.h>
 
 #include "filter.h"
+#include "lf_iter.skel.h"
 #include "log.h"
 #include "loopfastd.h"
 
@@ -432,7 +434,79 @@ static void watch_cgroup(struct lf_hooks *hs, const char *cgroup)
 	close(fd);
 }
 
-static void watch_nf_links(struct lf_hooks *hs)
+struct lf_watch {
+	struct lf_iter_bpf *skel; /* the link iterator, NULL if unavailable */
+	struct bpf_link *iter;
+	unsigned long netns; /* inode of this daemon's network namespace */
+	int walk_denied; /* the id walk got EPERM (logged once) */
+};
+
+struct lf_watch *lf_watch_open(void)
+{
+	struct lf_watch *w = calloc(1, sizeof(*w));
+	struct stat st;
+
+	if (!w)
+		return NULL;
+	if (!stat("/proc/self/ns/net", &st))
+		w->netns = st.st_ino;
+	w->skel = lf_iter_bpf__open_and_load();
+	if (w->skel)
+		w->iter = bpf_program__attach_iter(w->skel->progs.lf_iter_links,
+						   NULL);
+	if (!w->iter) {
+		pr_debug("filter watch: no BPF link iterator (%s); netfilter links are found by id instead",
+			 strerror(errno));
+		lf_iter_bpf__destroy(w->skel);
+		w->skel = NULL;
+	}
+	return w;
+}
+
+void lf_watch_close(struct lf_watch *w)
+{
+	if (!w)
+		return;
+	bpf_link__destroy(w->iter);
+	lf_iter_bpf__destroy(w->skel);
+	free(w);
+}
+
+/* Netfilter links of this namespace, from the iterator's lines. */
+static int watch_nf_iter(struct lf_watch *w, struct lf_hooks *hs)
+{
+	unsigned int id, prog, ns;
+	char buf[4096], *line, *nl;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	fd = bpf_iter_create(bpf_link__fd(w->iter));
+	if (fd < 0)
+		return -errno;
+	while ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0) {
+		len += n;
+		buf[len] = '\0';
+		for (line = buf; (nl = strchr(line, '\n')); line = nl + 1) {
+			*nl = '\0';
+			if (sscanf(line, "%u %u %u", &id, &prog, &ns) == 3 &&
+			    (!w->netns || ns == w->netns))
+				lf_hooks_add(hs, LF_HOOK_NETFILTER_BPF,
+					     "netfilter link id %u prog id %u",
+					     id, prog);
+		}
+		len = buf + len - line;
+		memmove(buf, line, len);
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * Without the iterator: walk links by id. Needs CAP_SYS_ADMIN, and sees
+ * the links of every network namespace.
+ */
+static void watch_nf_walk(struct lf_watch *w, struct lf_hooks *hs)
 {
 	struct bpf_link_info info;
 	__u32 id = 0, len;
@@ -440,8 +514,13 @@ static void watch_nf_links(struct lf_hooks *hs)
 
 	while (!bpf_link_get_next_id(id, &id)) {
 		fd = bpf_link_get_fd_by_id(id);
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EPERM && !w->walk_denied++)
+				pr_warn("filter watch: cannot list BPF links (needs CAP_SYS_ADMIN or the link iterator); netfilter BPF links do not veto");
+			if (errno == EPERM)
+				return;
 			continue;
+		}
 		len = sizeof(info);
 		memset(&info, 0, sizeof(info));
 		if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
@@ -453,7 +532,16 @@ static void watch_nf_links(struct lf_hooks *hs)
 	}
 }
 
-void lf_watch_scan(struct lf_hooks *hs, const char *cgroup)
+static void watch_nf_links(struct lf_watch *w, struct lf_hooks *hs)
+{
+	if (w && w->iter && !watch_nf_iter(w, hs))
+		return;
+	if (w)
+		watch_nf_walk(w, hs);
+}
+
+void lf_watch_scan(struct lf_watch *w, struct lf_hooks *hs,
+		   const char *cgroup)
 {
 	int lo = if_nametoindex("lo");
 
@@ -470,5 +558,5 @@ void lf_watch_scan(struct lf_hooks *hs, const char *cgroup)
 		watch_xdp(hs, lo);
 	}
 	watch_cgroup(hs, cgroup);
-	watch_nf_links(hs);
+	watch_nf_links(w, hs);
 }

@@ -363,3 +363,24 @@ Test(veto, filter_policy_ignore)
 	cr_assert(tc_del() == 0);
 	lf_env_finish(&env);
 }
+
+/* The watcher looks at its own network namespace: a netfilter link in
+ * another one vetoes nothing here. */
+Test(veto, netfilter_link_elsewhere_is_no_hook)
+{
+	int err, ns;
+
+	err = lf_env_start(&env, NULL);
+	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	ns = lf_netns_new();
+	cr_assert(ns >= 0);
+	close(ns);
+	cr_assert(nf_add() == 0, "netfilter link in a private namespace");
+	lf_netns_restore();
+	lf_sleep_ms(1200);
+	cr_assert(veto_wait(0) >= 0,
+		  "a netfilter link in another namespace set the veto");
+	cr_assert(new_pair_state() == 1);
+	cr_assert(xdp_del() == 0);
+	lf_env_finish(&env);
+}
