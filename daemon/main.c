@@ -621,15 +621,26 @@ static void ready_report(int *ready_fd, int status)
 static int libbpf_log(enum libbpf_print_level level, const char *fmt,
 		      va_list ap)
 {
-	char buf[1024];
+	char *buf = NULL, *line, *nl;
+	enum lf_log_level to;
 
 	/* libbpf's own messages are demoted one level. */
 	if (level == LIBBPF_DEBUG && lf_log_level() < LF_LOG_DEBUG)
 		return 0;
 	if (level == LIBBPF_INFO && lf_log_level() < LF_LOG_DEBUG)
 		return 0;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	lf_log(level == LIBBPF_WARN ? LF_LOG_INFO : LF_LOG_DEBUG, "%s", buf);
+	/* A verifier log is long: every line of it, each a message. */
+	if (vasprintf(&buf, fmt, ap) < 0)
+		return 0;
+	to = level == LIBBPF_WARN ? LF_LOG_INFO : LF_LOG_DEBUG;
+	for (line = buf; *line; line = nl + 1) {
+		nl = strchrnul(line, '\n');
+		if (nl > line)
+			lf_log(to, "%.*s", (int)(nl - line), line);
+		if (!*nl)
+			break;
+	}
+	free(buf);
 	return 0;
 }
 

@@ -5,10 +5,15 @@
 #
 # Runs every unit test binary (BUILD_DIR/tests/unit-*, asan-unit-*), then
 # every integration test binary (BUILD_DIR/tests/it-*, root only), one test
-# at a time (Criterion --jobs 1), showing their output as it comes. Then it
-# checks that the tests left nothing behind (lftest-* cgroups, lftest-* pins
-# in /sys/fs/bpf, BPF links attached to an lftest cgroup), counts that as one
-# more test, and removes what it found. The last line is always
+# at a time (Criterion --jobs 1), showing their output as it comes, and
+# it-shim a second time against the ASan+UBSan shim and probe
+# (LF_SHIM_VARIANT=asan, LF_ASAN_LIB=`${CC:-cc} -print-file-name=libasan.so`).
+# Then it checks that the tests left nothing behind (lftest-* cgroups,
+# lftest-* pins in /sys/fs/bpf, BPF links attached to an lftest cgroup),
+# counts that as one more test, and removes what it found. Only entries of
+# test processes that have exited count: lftest-PID-N of a PID still running
+# belongs to a test running alongside (another checkout, another session)
+# and is left alone. The last line is always
 # `N passed, N failed`; the exit status is non-zero when anything failed.
 set -u
 
@@ -39,12 +44,13 @@ fail()
 	note "FAIL: $1"
 }
 
-# Run one Criterion binary; add its summary to the totals.
+# Run one Criterion binary; add its summary to the totals. $2 is the name
+# to show, by default the binary's.
 run_binary()
 {
-	local bin=$1 name log rc line t p f c bad
+	local bin=$1 name=${2:-} log rc line t p f c bad
 
-	name=$(basename "$bin")
+	[[ -n $name ]] || name=$(basename "$bin")
 	log=$(mktemp) || exit 1
 	echo "==== $name"
 	"$bin" --jobs 1 2>&1 | tee "$log"
@@ -74,6 +80,22 @@ run_binary()
 	fi
 }
 
+# it-shim once more, against build/asan/libloopfast.so and asan-shimprobe.
+run_shim_asan()
+{
+	local bin=$1/tests/it-shim name="it-shim (asan)"
+	local -x LF_SHIM_VARIANT=asan LF_ASAN_LIB
+
+	[[ -f $bin && -x $bin ]] || return 0
+	if ((EUID != 0)); then
+		echo "==== $name"
+		fail "$name: integration tests need root (BPF, cgroups): run 'sudo make check'"
+		return
+	fi
+	LF_ASAN_LIB=$(${CC:-cc} -print-file-name=libasan.so)
+	run_binary "$bin" "$name"
+}
+
 # cgroup2 mount points, from /proc/self/mounts (octal escapes decoded).
 cgroup2_mounts()
 {
@@ -84,13 +106,23 @@ cgroup2_mounts()
 	done </proc/self/mounts
 }
 
-# Every cgroup directory named lftest-*, outermost first.
+# Is the test process named in this path (.../lftest-PID-N...) running?
+owner_alive()
+{
+	[[ $1 =~ (^|/)$PREFIX-([0-9]+)- ]] || return 1
+	kill -0 "${BASH_REMATCH[2]}" 2>/dev/null
+}
+
+# Every cgroup directory named lftest-* of a finished test, outermost first.
 leaked_cgroups()
 {
-	local mnt
+	local mnt p
 
 	while read -r mnt; do
-		find "$mnt" -mindepth 1 -type d -name "$PREFIX-*" 2>/dev/null
+		while read -r p; do
+			owner_alive "$p" || printf '%s\n' "$p"
+		done < <(find "$mnt" -mindepth 1 -type d -name "$PREFIX-*" \
+			      2>/dev/null)
 	done < <(cgroup2_mounts)
 }
 
@@ -99,7 +131,7 @@ leaked_pins()
 	local p
 
 	for p in "$BPFFS/$PREFIX"-*; do
-		[[ -e $p ]] && printf '%s\n' "$p"
+		[[ -e $p ]] && ! owner_alive "$p" && printf '%s\n' "$p"
 	done
 }
 
@@ -113,7 +145,7 @@ leaked_links()
 
 	while read -r mnt; do
 		while IFS=$'\t' read -r ino path; do
-			path_of[$ino]=$path
+			owner_alive "$path" || path_of[$ino]=$path
 		done < <(find "$mnt" -mindepth 1 -type d -path "*$PREFIX*" \
 			      -printf '%i\t%p\n' 2>/dev/null)
 	done < <(cgroup2_mounts)
@@ -233,6 +265,7 @@ main()
 		fi
 		run_binary "$bin"
 	done
+	run_shim_asan "$build"
 	leak_check
 
 	if ((${#failures[@]})); then
