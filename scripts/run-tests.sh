@@ -3,7 +3,8 @@
 #
 # run-tests.sh BUILD_DIR - the test runner behind `make check`.
 #
-# Runs every unit test binary (BUILD_DIR/tests/unit-*, asan-unit-*), then
+# Runs every unit test binary (BUILD_DIR/tests/unit-*, asan-unit-*), each
+# libFuzzer target (fuzz-*) for FUZZ_SECONDS (30), then
 # every integration test binary (BUILD_DIR/tests/it-*, root only), one test
 # at a time (Criterion --jobs 1), showing their output as it comes, and
 # it-shim a second time against the ASan+UBSan shim and probe
@@ -94,6 +95,27 @@ run_shim_asan()
 	fi
 	LF_ASAN_LIB=$(${CC:-cc} -print-file-name=libasan.so)
 	run_binary "$bin" "$name"
+}
+
+# Each libFuzzer target for FUZZ_SECONDS (default 30); a crash or a
+# sanitizer report fails it.
+run_fuzz()
+{
+	local bin=$1 name corpus rc
+
+	name=$(basename "$bin")
+	corpus=$(mktemp -d) || exit 1
+	echo "==== $name (${FUZZ_SECONDS:-30} s)"
+	"$bin" -max_total_time="${FUZZ_SECONDS:-30}" -print_final_stats=1 \
+		"$corpus" 2>&1 | grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY|#[0-9]+ *DONE)' 
+	rc=${PIPESTATUS[0]}
+	rm -rf "$corpus"
+	if ((rc == 0)); then
+		passed=$((passed + 1))
+		echo "[====] $name: no crash, no sanitizer report"
+	else
+		fail "$name: libFuzzer exited with status $rc (see its report above)"
+	fi
 }
 
 # cgroup2 mount points, from /proc/self/mounts (octal escapes decoded).
@@ -255,6 +277,10 @@ main()
 	for bin in "$build"/tests/unit-* "$build"/tests/asan-unit-*; do
 		[[ -f $bin && -x $bin ]] || continue
 		run_binary "$bin"
+	done
+	for bin in "$build"/tests/fuzz-*; do
+		[[ -f $bin && -x $bin && $bin != *.d ]] || continue
+		run_fuzz "$bin"
 	done
 	for bin in "$build"/tests/it-*; do
 		[[ -f $bin && -x $bin ]] || continue
