@@ -212,6 +212,29 @@ static __always_inline int sock_paired(struct bpf_sock *sk)
 	       c->cookie[s->dir & 1] == s->cookie;
 }
 
+/*
+ * LOOPFAST_INQ: what the peer sent and this socket has not read, while
+ * the counters are kept (paired, not released); -1 otherwise.
+ */
+static __always_inline int sock_inq(struct bpf_sock *sk)
+{
+	struct lf_conn *c;
+	struct lf_sk *s;
+	__s64 n;
+
+	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
+	if (!s || !(s->flags & LF_SK_CONN))
+		return -1;
+	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
+	if (!c || c->state != LF_CONN_PAIRED || c->release ||
+	    c->cookie[s->dir & 1] != s->cookie)
+		return -1;
+	n = (__s64)(c->sent[!(s->dir & 1)] - c->read[!(s->dir & 1)]);
+	if (n < 0)
+		return 0;
+	return n > 0x7fffffff ? 0x7fffffff : (int)n;
+}
+
 SEC("cgroup/getsockopt")
 int lf_getsockopt(struct bpf_sockopt *ctx)
 {
@@ -222,7 +245,8 @@ int lf_getsockopt(struct bpf_sockopt *ctx)
 
 	if (ctx->level != SOL_LOOPFAST || !sk)
 		return 1;
-	if (optname != LOOPFAST_FAST_PATH && optname != LOOPFAST_STATE)
+	if (optname != LOOPFAST_FAST_PATH && optname != LOOPFAST_STATE &&
+	    optname != LOOPFAST_INQ)
 		return 1; /* the kernel's own ENOPROTOOPT stands */
 	if (!sock_is_tcp(sk))
 		return sockopt_fail(EINVAL);
@@ -230,6 +254,8 @@ int lf_getsockopt(struct bpf_sockopt *ctx)
 		return sockopt_fail(EINVAL);
 	if (optname == LOOPFAST_STATE) {
 		*val = sock_paired(sk);
+	} else if (optname == LOOPFAST_INQ) {
+		*val = sock_inq(sk);
 	} else {
 		s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
 		*val = s ? s->optin : 0;

@@ -31,6 +31,15 @@ extern "C" {
 #define LOOPFAST_STATE 2
 
 /*
+ * int, get only: on a fast socket, the bytes its peer has sent that it has
+ * not read yet (in either receive queue, or still on their way), or -1
+ * when not known (not fast, or released to plain TCP: ask FIONREAD).
+ * FIONREAD on a fast socket counts only the redirected bytes; the shim
+ * answers FIONREAD with this when it is larger.
+ */
+#define LOOPFAST_INQ 3
+
+/*
  * Windows' _WSAIOW(IOC_VENDOR, 16). Only the libloopfast.so shim knows it;
  * the argument is a pointer to an int (0 or 1).
  */

@@ -30,6 +30,27 @@ static int fast_path_ioctl(int fd, const void *arg)
 }
 
 /*
+ * FIONREAD (SIOCINQ) on a fast socket counts only the redirected bytes:
+ * during a detour the bytes in TCP's own queue are missing, and a program
+ * that reads only what FIONREAD promised (nginx with edge-triggered
+ * epoll) waits forever. Answer with LOOPFAST_INQ when that is larger.
+ */
+static int fionread_ioctl(int (*real)(int, unsigned long, ...), int fd,
+			  void *arg)
+{
+	int ret = real(fd, (unsigned long)FIONREAD, arg), saved = errno, inq;
+	socklen_t len = sizeof(inq);
+
+	if (ret || shim__fd_state(fd) != SHIM_FD_FAST)
+		return ret;
+	if (!getsockopt(fd, SOL_LOOPFAST, LOOPFAST_INQ, &inq, &len) &&
+	    inq > *(int *)arg)
+		*(int *)arg = inq;
+	errno = saved;
+	return 0;
+}
+
+/*
  * The kernel truncates the request to 32 bits, so a program that passed
  * the constant through a signed int (0xffffffff98000010) means it too.
  */
@@ -44,6 +65,8 @@ LF_EXPORT int ioctl(int fd, unsigned long request, ...)
 	va_end(ap);
 	if ((unsigned int)request == (unsigned int)SIO_LOOPBACK_FAST_PATH)
 		return fast_path_ioctl(fd, arg);
+	if ((unsigned int)request == FIONREAD)
+		return fionread_ioctl(real, fd, arg);
 	return real(fd, request, arg);
 }
 

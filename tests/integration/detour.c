@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -519,4 +520,47 @@ Test(detour, daemon_restart_during_stress)
 	before = lf_env_stat(&env, "detours");
 	lf_diff(&env, case_stalled_reader);
 	cr_assert_gt(lf_env_stat(&env, "detours"), before);
+}
+
+/*
+ * LOOPFAST_INQ counts every unread byte of a fast socket, also those the
+ * detour put in TCP's queue, which the kernel's FIONREAD misses.
+ */
+Test(detour, inq_counts_both_queues)
+{
+	char buf[65536];
+	long long sent = 0, got = 0;
+	int c, s, inq, nread = 0;
+	socklen_t len = sizeof(inq);
+	ssize_t n;
+
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	cr_assert(lf_set_nonblock(c, 1) == 0);
+	memset(buf, 7, sizeof(buf));
+	while ((n = send(c, buf, sizeof(buf), 0)) > 0)
+		sent += n;
+	cr_assert(n < 0 && errno == EAGAIN, "send: %s", strerror(errno));
+	cr_assert(lf_env_stat(&env, "detours") >= 1, "no detour");
+	cr_assert(getsockopt(s, SOL_LOOPFAST, LOOPFAST_INQ, &inq, &len) == 0);
+	cr_assert(ioctl(s, FIONREAD, &nread) == 0);
+	cr_assert(inq == sent, "LOOPFAST_INQ %d, sent %lld", inq, sent);
+	cr_assert(nread <= inq, "FIONREAD %d above LOOPFAST_INQ %d", nread,
+		  inq);
+	cr_assert(lf_set_nonblock(s, 1) == 0);
+	while (got < sent) {
+		n = recv(s, buf, sizeof(buf), 0);
+		if (n < 0 && errno == EAGAIN) {
+			cr_assert(lf_poll1(s, POLLIN, 2000) & POLLIN,
+				  "%lld of %lld read, nothing more", got,
+				  sent);
+			continue;
+		}
+		cr_assert(n > 0, "recv: %s", strerror(errno));
+		got += n;
+	}
+	len = sizeof(inq);
+	cr_assert(getsockopt(s, SOL_LOOPFAST, LOOPFAST_INQ, &inq, &len) == 0);
+	cr_assert(inq == 0 || inq == -1, "LOOPFAST_INQ %d after all read", inq);
+	lf_close(&c);
+	lf_close(&s);
 }
