@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# bench.sh BUILD_DIR [loopfast-bench options] - plain loopback TCP, the
+# loopfast fast path and AF_UNIX, side by side, with a chart.
+#
+# Starts a private loopfastd (its own cgroup v2 directory, bpffs pin
+# directory and control socket, like scripts/demo.sh, so nothing else on
+# the machine is touched), moves itself into that cgroup, runs
+# BUILD_DIR/loopfast-bench there, then draws BUILD_DIR/bench/results.png
+# from BUILD_DIR/bench/results.json with gnuplot (gnuplot-nox is installed
+# from Debian when missing). Removes everything it created on every way out.
+#
+# Environment: ROUNDS (rounds, default 7) reaches loopfast-bench as is;
+# BENCH_ARGS are more loopfast-bench options, e.g. "--cpu-pin" or
+# "--only rr_1B,stream_64KiB"; LOOPFASTD_ARGS are more loopfastd options,
+# e.g. "--filter-policy ignore" where other programs' packet-filter hooks
+# come and go (a hook vetoes new fast connections, and loopfast-bench
+# refuses to report a fast run that was not fast).
+#   sudo ROUNDS=3 make bench
+#   sudo scripts/bench.sh build --tiny
+set -u
+
+B=${1:-build}
+shift $(($# > 0 ? 1 : 0))
+ME=bench.sh
+TAG=loopfast-bench-$$
+CG=
+ORIG_CG=
+PIN=
+SOCK=/tmp/$TAG.sock
+LOG=
+DAT=
+DPID=
+BPID=
+MOUNTED_BPFFS=
+KEEP_LOG=
+
+say() { printf '%s: %s\n' "$ME" "$*"; }
+die() {
+	printf '%s: %s\n' "$ME" "$*" >&2
+	KEEP_LOG=1
+	exit 1
+}
+
+# The mount point of the first filesystem of type $1 in /proc/self/mounts.
+mount_of() {
+	awk -v t="$1" '$3 == t { print $2; exit }' /proc/self/mounts |
+		sed 's/\\040/ /g'
+}
+
+is_bpffs() {
+	awk -v d="$1" '$2 == d && $3 == "bpf" { f = 1 } END { exit !f }' \
+		/proc/self/mounts
+}
+
+ctl() { "$B/loopfastctl" --socket "$SOCK" "$@"; }
+
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+
+# Wait up to $2 tenths of a second for process $1 to be gone.
+wait_gone() {
+	local i
+	for ((i = 0; i < $2; i++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Back to the cgroup this script came from, so that its own cgroup can go.
+cgroup_leave() {
+	[ -n "$ORIG_CG" ] && [ -e "$ORIG_CG/cgroup.procs" ] || return 0
+	echo $$ >"$ORIG_CG/cgroup.procs" 2>/dev/null ||
+		say "warning: could not move back to $ORIG_CG" >&2
+}
+
+# Kill whatever an interrupted run left in the cgroup (not this shell).
+cgroup_kill() {
+	[ -n "$CG" ] && [ -d "$CG" ] || return 0
+	if [ -e "$CG/cgroup.kill" ]; then
+		echo 1 >"$CG/cgroup.kill" 2>/dev/null
+	else
+		xargs -r kill -KILL <"$CG/cgroup.procs" 2>/dev/null
+	fi
+}
+
+# Remove the cgroup once its last process is gone (5 s at most).
+cgroup_remove() {
+	local i
+	[ -n "$CG" ] && [ -d "$CG" ] || return 0
+	for ((i = 0; i < 50; i++)); do
+		rmdir "$CG" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	say "warning: could not remove cgroup $CG" >&2
+}
+
+daemon_stop() {
+	alive "$DPID" || return 0
+	if ! timeout 5 "$B/loopfastctl" --socket "$SOCK" unload \
+		>/dev/null 2>&1 || ! wait_gone "$DPID" 50; then
+		kill -TERM "$DPID" 2>/dev/null
+		wait_gone "$DPID" 30 || kill -KILL "$DPID" 2>/dev/null
+	fi
+	wait "$DPID" 2>/dev/null
+}
+
+# Every exit path comes here: undo whatever was set up, in reverse.
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM HUP
+	[ -n "$BPID" ] && disown "$BPID" 2>/dev/null
+	cgroup_leave
+	cgroup_kill
+	daemon_stop
+	# A daemon that died or was killed left its data path pinned.
+	if [ -n "$PIN" ] && [ -d "$PIN" ]; then
+		timeout 10 "$B/loopfastd" --unload --pin-dir "$PIN" >/dev/null 2>&1
+		rm -rf "$PIN" 2>/dev/null || say "warning: could not remove $PIN" >&2
+	fi
+	cgroup_remove
+	rm -f "$SOCK" ${DAT:+"$DAT"}
+	[ -n "$MOUNTED_BPFFS" ] && umount /sys/fs/bpf 2>/dev/null
+	if [ -n "$LOG" ]; then
+		if [ -n "$KEEP_LOG" ]; then
+			say "loopfastd log: $LOG" >&2
+		else
+			rm -f "$LOG"
+		fi
+	fi
+	exit "$rc"
+}
+
+show_log() {
+	[ -s "$LOG" ] || return 0
+	echo "--- last lines of the loopfastd log ($LOG) ---" >&2
+	tail -n 20 "$LOG" >&2
+}
+
+# Debian's python3: the JSON is read with the standard library only.
+python() {
+	if [ -x /usr/bin/python3 ]; then
+		/usr/bin/python3 "$@"
+	else
+		python3 "$@"
+	fi
+}
+
+preflight() {
+	[ -d "$B" ] || die "build dir $B not found: build first (make bench)"
+	B=$(cd "$B" && pwd)
+	[ "$(id -u)" -eq 0 ] ||
+		die "must run as root: it loads BPF programs and creates a cgroup (sudo make bench)"
+	local f
+	for f in loopfastd loopfastctl loopfast-bench; do
+		[ -x "$B/$f" ] || die "$B/$f not found: build first (make bench)"
+	done
+	command -v python3 >/dev/null || [ -x /usr/bin/python3 ] ||
+		die "python3 is needed to read the JSON for the chart"
+}
+
+# gnuplot-nox from Debian's archive, when gnuplot is missing.
+deps() {
+	command -v gnuplot >/dev/null && return 0
+	say "installing gnuplot-nox"
+	export DEBIAN_FRONTEND=noninteractive
+	{ apt-get install -y -qq --no-install-recommends gnuplot-nox ||
+		{ apt-get update -qq &&
+			apt-get install -y -qq --no-install-recommends gnuplot-nox; }; } \
+		>/dev/null || die "could not install gnuplot-nox (apt-get)"
+}
+
+setup_cgroup() {
+	local root rel
+	root=$(mount_of cgroup2)
+	[ -n "$root" ] || die "no cgroup v2 filesystem in /proc/self/mounts: loopfast needs cgroup v2"
+	rel=$(awk -F: '$1 == "0" && $2 == "" { print $3; exit }' /proc/self/cgroup)
+	ORIG_CG=$root${rel%/}
+	CG=$root/$TAG
+	mkdir "$CG" || die "cannot create cgroup $CG"
+}
+
+setup_pin_dir() {
+	if ! is_bpffs /sys/fs/bpf; then
+		mkdir -p /sys/fs/bpf || die "cannot create /sys/fs/bpf"
+		mount -t bpf bpf /sys/fs/bpf ||
+			die "cannot mount the BPF filesystem on /sys/fs/bpf"
+		MOUNTED_BPFFS=1
+	fi
+	PIN=/sys/fs/bpf/$TAG
+	mkdir "$PIN" || die "cannot create $PIN"
+}
+
+# Start the private loopfastd and wait (10 s at most) until it answers.
+start_daemon() {
+	local i
+	LOG=$(mktemp /tmp/$TAG.XXXXXX.log) || die "mktemp failed"
+	# LOOPFASTD_ARGS is a list of options.
+	# shellcheck disable=SC2086
+	"$B/loopfastd" --foreground --cgroup "$CG" --pin-dir "$PIN" \
+		--socket "$SOCK" ${LOOPFASTD_ARGS:-} >"$LOG" 2>&1 &
+	DPID=$!
+	for ((i = 0; i < 100; i++)); do
+		if ctl status >/dev/null 2>&1; then
+			say "loopfastd $DPID is up (cgroup $CG)"
+			return 0
+		fi
+		if ! alive "$DPID"; then
+			show_log
+			die "loopfastd exited before it answered ('$B/loopfastctl check' says what the kernel lacks)"
+		fi
+		sleep 0.1
+	done
+	show_log
+	die "loopfastd did not answer 'status' within 10 s"
+}
+
+# Run the benchmark inside the cgroup. In the background, so that a
+# signal reaches the trap at once (bash runs traps only between
+# foreground commands).
+run_bench() {
+	echo $$ >"$CG/cgroup.procs" || die "cannot move into cgroup $CG"
+	mkdir -p "$B/bench" || die "cannot create $B/bench"
+	# BENCH_ARGS is a list of options.
+	# shellcheck disable=SC2086
+	"$B/loopfast-bench" --out "$JSON" ${BENCH_ARGS:-} "$@" &
+	BPID=$!
+	wait "$BPID"
+	local rc=$?
+	BPID=
+	cgroup_leave
+	[ "$rc" -eq 0 ] && return 0
+	# Why a connection may have missed the fast path: veto, heartbeat,
+	# full map (the regular-* counters).
+	say "the daemon says (a filter hook found vetoes new fast connections):" >&2
+	timeout 5 "$B/loopfastctl" --socket "$SOCK" status >&2
+	timeout 5 "$B/loopfastctl" --socket "$SOCK" stats >&2
+	die "loopfast-bench failed (exit $rc)"
+}
+
+# The headline of each workload, normalised to plain = 1 in time terms,
+# as a gnuplot data file. Prints the chart's subtitle, then the powers of
+# two that bound every bar and whisker (the y range of the log scale).
+json_to_data() {
+	python - "$JSON" "$DAT" <<'EOF'
+import json, math, sys
+
+with open(sys.argv[1]) as f:
+    r = json.load(f)
+
+def num(v):
+    return "NaN" if v is None else "%.6g" % v
+
+seen = [1.0]
+with open(sys.argv[2], "w") as out:
+    out.write("# workload, then plain fast unix: median min max\n")
+    for w in r["workloads"]:
+        row = ['"%s (%s)"' % (w["name"], w["headline_label"])]
+        for t in ("plain", "fast", "unix"):
+            n = w["transports"][t]["time_vs_plain"]
+            row += [num(n["median"]), num(n["min"]), num(n["max"])]
+            seen += [v for v in n.values() if v is not None and v > 0]
+        out.write(" ".join(row) + "\n")
+print("kernel %s, %s, %d CPUs, median of %d round%s, whiskers min-max" %
+      (r["kernel"], r["date"], r["cpus"], r["rounds"],
+       "" if r["rounds"] == 1 else "s"))
+print(2 ** math.floor(math.log2(min(seen)) - 0.25),
+      2 ** math.ceil(math.log2(max(seen)) + 0.25))
+EOF
+}
+
+draw_chart() {
+	local out sub lo hi term
+	DAT=$(mktemp /tmp/$TAG.XXXXXX.dat) || die "mktemp failed"
+	out=$(json_to_data) || die "could not read $JSON"
+	sub=${out%%$'\n'*}
+	read -r lo hi <<<"${out#*$'\n'}"
+	term="pngcairo size 1400,750 font ',10'"
+	gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1 ||
+		term="png size 1400,750"
+	gnuplot <<EOF || die "gnuplot failed"
+set terminal $term
+set output '$PNG'
+set title "loopfast-bench: time relative to plain loopback TCP, lower is better\n$sub" noenhanced
+set style data histogram
+set style histogram errorbars gap 2 lw 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set ylabel "time relative to plain TCP (plain = 1; for a rate: plain rate / rate)"
+set logscale y 2
+set yrange [$lo:$hi]
+set ytics format "%g"
+set grid ytics
+set xtics rotate by 25 right noenhanced
+set key top left noenhanced
+set bmargin 8
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "gray40"
+plot '$DAT' using 2:3:4:xtic(1) title "plain loopback TCP" lc rgb "#7f7f7f", \
+     '' using 5:6:7 title "loopfast fast path" lc rgb "#1f77b4", \
+     '' using 8:9:10 title "AF_UNIX stream" lc rgb "#ff7f0e"
+EOF
+}
+
+main() {
+	local t0
+	preflight
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	trap 'exit 129' HUP
+	deps
+	JSON=$B/bench/results.json
+	PNG=$B/bench/results.png
+	setup_cgroup
+	setup_pin_dir
+	start_daemon
+	t0=$SECONDS
+	say "loopfast-bench in $CG (ROUNDS=${ROUNDS:-default}${LOOPFASTD_ARGS:+, loopfastd $LOOPFASTD_ARGS})"
+	run_bench "$@"
+	say "loopfast-bench took $((SECONDS - t0)) s"
+	draw_chart
+	echo
+	say "JSON:  $JSON"
+	say "chart: $PNG"
+}
+
+main "$@"
