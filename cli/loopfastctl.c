@@ -251,6 +251,14 @@ static const struct prom_desc {
 	  "Connections left on the regular path: loopfastd not running." },
 	{ "regular-map-full",
 	  "Connections left on the regular path: the sockhash was full." },
+	{ "msgs-redirected", "Messages redirected peer to peer." },
+	{ "bytes-redirected", "Bytes redirected peer to peer." },
+	{ "detours", "Times a direction took the detour through TCP." },
+	{ "msgs-detoured", "Messages of paired connections sent through TCP." },
+	{ "bytes-detoured", "Bytes of paired connections sent through TCP." },
+	{ "release-marked",
+	  "Connections marked for release to plain TCP (small-write streams, long detours)." },
+	{ "released", "Connections released to plain TCP." },
 };
 
 static const char *prom_help(const char *key)

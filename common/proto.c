@@ -15,9 +15,9 @@ static int line_take(struct lf_linebuf *lb, size_t end, lf_line_fn fn,
 
 	line[end] = '\0';
 	if (end && line[end - 1] == '\r')
-		line[end - 1] = '\0';
-	if (line[0])
-		ret = fn(line, ctx);
+		line[--end] = '\0';
+	if (end)
+		ret = fn(line, end, ctx);
 	lb->len -= end + 1;
 	memmove(lb->buf, lb->buf + end + 1, lb->len);
 	return ret < 0 ? ret : 0;

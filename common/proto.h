@@ -17,7 +17,8 @@ struct lf_linebuf {
 	char buf[LF_CTL_LINE_MAX + 1];
 };
 
-typedef int (*lf_line_fn)(char *line, void *ctx);
+/* len is the line's length: a NUL byte inside makes strlen() shorter. */
+typedef int (*lf_line_fn)(char *line, size_t len, void *ctx);
 
 /*
  * Append data and call fn for every complete line (NUL-terminated, a

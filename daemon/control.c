@@ -205,24 +205,43 @@ static void conn_line(const struct lf_key *k, const struct lf_conn *c,
 		(unsigned long long)c->redirected[1]);
 }
 
+/*
+ * Socket owners, scanned at most once a second (a scan walks every fd of
+ * every process), and not at all while no connection is live.
+ */
+static const struct lf_owners *owners_get(struct lf_dp *dp)
+{
+	static struct lf_owners cache;
+	static __u64 when;
+	__u64 now = now_ns();
+	struct lf_key k;
+
+	if (bpf_map_get_next_key(dp->conns_fd, NULL, &k))
+		return &cache; /* nothing live: no owner to name */
+	if (when && now - when < 1000000000ULL)
+		return &cache;
+	lf_owners_free(&cache);
+	if (lf_owners_collect(&cache))
+		pr_debug("conns: socket owners unknown (sock_diag failed)");
+	when = now;
+	return &cache;
+}
+
 static int cmd_conns(struct lf_daemon *d, const char *arg, struct reply *r)
 {
 	struct lf_key k, next, *prev = NULL;
-	struct lf_owners ow;
+	const struct lf_owners *ow = owners_get(&d->dp);
 	struct lf_conn c;
 
 	(void)arg;
-	if (lf_owners_collect(&ow))
-		pr_debug("conns: socket owners unknown (sock_diag failed)");
 	while (!bpf_map_get_next_key(d->dp.conns_fd, prev, &next)) {
 		k = next;
 		prev = &k;
 		if (bpf_map_lookup_elem(d->dp.conns_fd, &k, &c))
 			continue;
 		if (c.state == LF_CONN_PAIRED || c.state == LF_CONN_PENDING)
-			conn_line(&k, &c, &ow, r);
+			conn_line(&k, &c, ow, r);
 	}
-	lf_owners_free(&ow);
 	return 0;
 }
 
@@ -382,6 +401,7 @@ struct lf_client {
 
 #define CLIENT_IDLE_NS (10ULL * 1000000000ULL)
 #define CLIENT_OUT_MAX (64U << 20)
+#define CLIENT_OUT_PAUSE (64U << 10)
 
 static void client_close(struct lf_daemon *d, int i)
 {
@@ -474,12 +494,16 @@ struct line_ctx {
 	struct lf_client *c;
 };
 
-static int client_line(char *line, void *ctx)
+static int client_line(char *line, size_t len, void *ctx)
 {
+	static const char nul[] =
+		"FAIL bad input: a NUL byte in the line\n";
 	struct line_ctx *lc = ctx;
 	struct reply r = { 0 };
 	int err;
 
+	if (strlen(line) != len)
+		return client_queue(lc->c, nul, sizeof(nul) - 1);
 	ctl_run(lc->d, lc->c->uid, line, &r);
 	err = r.buf ? client_queue(lc->c, r.buf, r.len) : -ENOMEM;
 	free(r.buf);
@@ -529,7 +553,11 @@ void lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n)
 		if (!c)
 			continue;
 		p[*n].fd = c->fd;
-		p[*n].events = (c->closing ? 0 : POLLIN) |
+		/* A client that does not read its answers is not read. */
+		p[*n].events = (c->closing || c->out_len - c->out_off >
+						      CLIENT_OUT_PAUSE ?
+					0 :
+					POLLIN) |
 			       (c->out_len > c->out_off ? POLLOUT : 0);
 		p[*n].revents = 0;
 		(*n)++;
@@ -560,7 +588,8 @@ void lf_ctl_handle(struct lf_daemon *d, void *pfds, int n)
 			continue;
 		ev = client_pollfd(pfds, n, c->fd);
 		err = 0;
-		if (ev & (POLLIN | POLLHUP | POLLERR) && !c->closing)
+		if (ev & (POLLIN | POLLHUP | POLLERR) && !c->closing &&
+		    c->out_len - c->out_off <= CLIENT_OUT_PAUSE)
 			err = client_input(d, c);
 		if (!err)
 			err = client_flush(c);

@@ -12,14 +12,15 @@
 
 #include "proto.h"
 
-static int on_line(char *line, void *ctx)
+static int on_line(char *line, size_t len, void *ctx)
 {
 	char *cmd, *arg;
-	size_t len = strlen(line);
 
 	(void)ctx;
 	assert(len > 0 && len <= LF_CTL_LINE_MAX);
-	assert(!strchr(line, '\n'));
+	assert(!memchr(line, '\n', len) && strlen(line) <= len);
+	if (strlen(line) != len)
+		return 0; /* a NUL inside: the daemon refuses such a line */
 	if (lf_proto_split(line, &cmd, &arg))
 		return 0;
 	assert(cmd && !strchr(cmd, ' '));
