@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,22 +32,44 @@
 #define PIPE_PAGE 4096
 #define WAITALL_IOV 64
 
-/* A blocking fast socket without SO_RCVTIMEO? errno kept. */
-static int fast_blocking(int fd, int flags)
+/* A TCP socket, whatever its path? */
+static int tcp_sock(int fd)
+{
+	socklen_t len = sizeof(int);
+	int proto = 0;
+
+	return !getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) &&
+	       proto == IPPROTO_TCP;
+}
+
+/*
+ * A blocking fast socket (any_tcp: a blocking TCP socket)? 1 without
+ * SO_RCVTIMEO; 2 with one (TCP fails a read that a handler interrupts
+ * with EINTR then, SA_RESTART or not: a socket timeout is never
+ * restarted); 0 not (non-blocking, MSG_DONTWAIT, not fast). errno kept.
+ *
+ * TCP never answers a blocking read without SO_RCVTIMEO with EAGAIN, so
+ * after an EAGAIN any TCP socket will do: that needs neither the per-fd
+ * cache (which a descriptor closed inside libc can leave stale) nor
+ * loopfastd's getsockopt hook (gone after `unload`, while connections
+ * paired before it stay paired).
+ */
+static int fast_blocking(int fd, int flags, int any_tcp)
 {
 	struct timeval tv = { 0 };
 	socklen_t len = sizeof(tv);
 	int fl, saved = errno, ret = 0;
 
-	if (flags & MSG_DONTWAIT || shim__fd_state(fd) != SHIM_FD_FAST)
+	if (flags & MSG_DONTWAIT)
+		goto out;
+	if (any_tcp ? !tcp_sock(fd) : shim__fd_state(fd) != SHIM_FD_FAST)
 		goto out;
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fl & O_NONBLOCK)
 		goto out;
-	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) ||
-	    tv.tv_sec || tv.tv_usec)
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len))
 		goto out;
-	ret = 1;
+	ret = tv.tv_sec || tv.tv_usec ? 2 : 1;
 out:
 	errno = saved;
 	return ret;
@@ -69,9 +92,19 @@ static int wait_readable(int fd, const struct shim_sigmark *m)
 
 int shim__retry_eagain(int fd, int flags, const struct shim_sigmark *m)
 {
-	if (!fast_blocking(fd, flags)) {
+	switch (fast_blocking(fd, flags, 1)) {
+	case 0:
 		errno = EAGAIN;
 		return 0;
+	case 2:
+		/* The timeout, unless a handler cut the wait short. */
+		if (!shim__sigsince(m)) {
+			errno = EAGAIN;
+			return 0;
+		}
+		shim__log("read on fast socket %d: EINTR (SO_RCVTIMEO)", fd);
+		errno = EINTR;
+		return -1;
 	}
 	if (shim__sigsince(m) < 0 || wait_readable(fd, m)) {
 		shim__log("read on fast socket %d: EINTR", fd);
@@ -182,7 +215,7 @@ static ssize_t rd_waitall(const struct rd *rd, ssize_t got,
 	}
 	total = iov_total(iov, n);
 	if ((size_t)got >= total || rd->flags & MSG_PEEK ||
-	    !fast_blocking(rd->fd, rd->flags))
+	    fast_blocking(rd->fd, rd->flags, 0) != 1)
 		return got;
 	while ((size_t)got < total && !shim__sigsince(m0)) {
 		memset(&h, 0, sizeof(h));
