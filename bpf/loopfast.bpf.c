@@ -475,8 +475,7 @@ struct infl_ref {
 	struct lf_inflight *e; /* in lf_inflight (another thread owns s's) */
 };
 
-static __always_inline struct lf_inflight *inflight_add(__u64 cookie,
-							__u64 len)
+static __always_inline struct lf_inflight *inflight_add(__u64 cookie, __u64 len)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
 	struct lf_inflight *e, n = { .cookie = cookie, .counted = len };
@@ -576,8 +575,8 @@ static __always_inline void release_detour(struct lf_conn *c, struct lf_sk *s,
 		release_mark(c, s);
 }
 
-static __always_inline void release_check(struct lf_conn *c,
-					  struct lf_sk *s, __u32 d, __u64 len,
+static __always_inline void release_check(struct lf_conn *c, struct lf_sk *s,
+					  __u32 d, __u64 len,
 					  struct lf_config *cfg)
 {
 	__u32 streak = c->run[d];
@@ -693,8 +692,7 @@ int lf_msg(struct sk_msg_md *msg)
  * nothing to count. A released socket (marked, and out of the sockhash:
  * its psock, sk_user_data, is gone) is flagged once and skipped after.
  */
-static __always_inline struct lf_conn *tp_conn(struct sock *sk,
-					       struct lf_sk *s)
+static __always_inline struct lf_conn *tp_conn(struct sock *sk, struct lf_sk *s)
 {
 	struct lf_conn *c;
 

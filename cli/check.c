@@ -66,10 +66,11 @@ static int probe_root(char *why, size_t size)
 	if (bpf && net && perf)
 		return 0;
 	unprivileged = 1;
-	snprintf(why, size,
-		 "missing%s%s%s: the probes below and loopfastd need them; run 'sudo loopfastctl check'",
-		 bpf ? "" : " CAP_BPF", net ? "" : " CAP_NET_ADMIN",
-		 perf ? "" : " CAP_PERFMON");
+	snprintf(
+		why, size,
+		"missing%s%s%s: the probes below and loopfastd need them; run 'sudo loopfastctl check'",
+		bpf ? "" : " CAP_BPF", net ? "" : " CAP_NET_ADMIN",
+		perf ? "" : " CAP_PERFMON");
 	return -EPERM;
 }
 
@@ -85,9 +86,10 @@ static int probe_kernel(char *why, size_t size)
 	}
 	if (major > 6 || (major == 6 && minor >= 1))
 		return 0;
-	snprintf(why, size,
-		 "kernel %s is older than 6.1: cgroup sockopt retval and sk_msg redirection differ; upgrade the kernel",
-		 u.release);
+	snprintf(
+		why, size,
+		"kernel %s is older than 6.1: cgroup sockopt retval and sk_msg redirection differ; upgrade the kernel",
+		u.release);
 	return -ENOTSUP;
 }
 
@@ -115,7 +117,7 @@ static int kconfig_has(const char *opt)
 static int probe_kconfig(char *why, size_t size)
 {
 	static const char *const need[] = {
-		"CONFIG_BPF_SYSCALL", "CONFIG_CGROUP_BPF",
+		"CONFIG_BPF_SYSCALL",	    "CONFIG_CGROUP_BPF",
 		"CONFIG_BPF_STREAM_PARSER", "CONFIG_NET_SOCK_MSG",
 		"CONFIG_DEBUG_INFO_BTF",
 	};
@@ -126,13 +128,14 @@ static int probe_kconfig(char *why, size_t size)
 	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
 		r = kconfig_has(need[i]);
 		if (r < 0) {
-			snprintf(why, size,
-				 "no kernel config found (/proc/config.gz, /boot/config-*); the probes below test the kernel directly");
+			snprintf(
+				why, size,
+				"no kernel config found (/proc/config.gz, /boot/config-*); the probes below test the kernel directly");
 			return 1;
 		}
 		if (!r)
-			n += snprintf(why + n, n < size ? size - n : 0, "%s%s=y",
-				      n ? ", " : "missing ", need[i]);
+			n += snprintf(why + n, n < size ? size - n : 0,
+				      "%s%s=y", n ? ", " : "missing ", need[i]);
 	}
 	return n ? -ENOTSUP : 0;
 }
@@ -161,10 +164,11 @@ static int probe_helpers(char *why, size_t size)
 	if (unprivileged)
 		return not_checked(why, size);
 	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++)
-		if (libbpf_probe_bpf_helper(need[i].prog, need[i].fn, NULL) != 1)
-			n += snprintf(why + n, n < size ? size - n : 0, "%s%s",
-				      n ? ", " : "missing helpers: ",
-				      need[i].name);
+		if (libbpf_probe_bpf_helper(need[i].prog, need[i].fn, NULL) !=
+		    1)
+			n += snprintf(
+				why + n, n < size ? size - n : 0, "%s%s",
+				n ? ", " : "missing helpers: ", need[i].name);
 	if (!n)
 		snprintf(why, size, "libbpf %u.%u", libbpf_major_version(),
 			 libbpf_minor_version());
@@ -313,7 +317,8 @@ static void probe_alarm(int sig)
 static int probe_read_gap(char *why, size_t size)
 {
 	struct sigaction sa = { .sa_handler = probe_alarm,
-				.sa_flags = SA_RESTART }, old;
+				.sa_flags = SA_RESTART },
+			 old;
 	struct itimerval it = { .it_value = { .tv_usec = 50000 } }, off = { 0 };
 	struct timeval tv = { .tv_sec = 1 };
 	int map, c, s, k = 0, ret, err;
@@ -341,8 +346,9 @@ static int probe_read_gap(char *why, size_t size)
 	setitimer(ITIMER_REAL, &off, NULL);
 	sigaction(SIGALRM, &old, NULL);
 	if (ret)
-		snprintf(why, size,
-			 "present: a blocking read on a fast socket returns EAGAIN after a signal (and MSG_WAITALL, splice differ); libloopfast.so (loopfastctl run) hides them, the raw socket option does not");
+		snprintf(
+			why, size,
+			"present: a blocking read on a fast socket returns EAGAIN after a signal (and MSG_WAITALL, splice differ); libloopfast.so (loopfastctl run) hides them, the raw socket option does not");
 	else
 		snprintf(why, size, "none seen");
 out:

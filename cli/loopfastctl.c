@@ -368,7 +368,8 @@ static void command_usage(FILE *f, const struct command *c)
 	const struct cmd_opt *co;
 	char left[64];
 
-	fprintf(f, "Usage: loopfastctl [--socket PATH] %s%s%s [OPTION]...\n%s\n\n",
+	fprintf(f,
+		"Usage: loopfastctl [--socket PATH] %s%s%s [OPTION]...\n%s\n\n",
 		c->name, c->args ? " " : "", c->args ? c->args : "", c->help);
 	fprintf(f, "Options:\n");
 	for (co = c->opts; co && co->name; co++) {
@@ -422,8 +423,8 @@ static int parse_global(struct ctl_opts *o, int argc, char **argv)
  * after its name. Returns the index of its first operand, 0 when it
  * printed --help, or -EINVAL.
  */
-static int parse_command(struct ctl_opts *o, const struct command *c,
-			 int argc, char **argv)
+static int parse_command(struct ctl_opts *o, const struct command *c, int argc,
+			 char **argv)
 {
 	struct option lopts[16];
 	const struct cmd_opt *co;
@@ -432,8 +433,8 @@ static int parse_command(struct ctl_opts *o, const struct command *c,
 	lopts[n++] = (struct option){ "json", no_argument, NULL, 'j' };
 	lopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
 	for (co = c->opts; co && co->name && n < 15; co++)
-		lopts[n++] = (struct option){ co->name, no_argument, NULL,
-					      co->val };
+		lopts[n++] =
+			(struct option){ co->name, no_argument, NULL, co->val };
 	lopts[n] = (struct option){ 0 };
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "jh", lopts, NULL)) != -1) {

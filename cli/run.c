@@ -127,8 +127,7 @@ static int elf_is_static(const char *file)
 		return 0;
 	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) ||
 	    memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
-	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-	    eh.e_phentsize != sizeof(ph))
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(ph))
 		goto out;
 	ret = 1;
 	for (i = 0; i < eh.e_phnum; i++) {
@@ -154,8 +153,7 @@ static void daemon_check(const char *socket)
 
 	if (err)
 		pr_warn("loopfastd does not answer on %s (%s): the program runs, on plain TCP; start loopfastd for the fast path",
-			socket,
-			err == -EREMOTEIO ? reply : strerror(-err));
+			socket, err == -EREMOTEIO ? reply : strerror(-err));
 }
 
 static void run_usage(FILE *f)

@@ -27,8 +27,8 @@ const char *lf_hook_kind_name(enum lf_hook_kind kind)
 	return kind_names[kind];
 }
 
-void lf_hooks_add(struct lf_hooks *hs, enum lf_hook_kind kind,
-		  const char *fmt, ...)
+void lf_hooks_add(struct lf_hooks *hs, enum lf_hook_kind kind, const char *fmt,
+		  ...)
 {
 	struct lf_hook *h;
 	va_list ap;
@@ -95,8 +95,9 @@ const char *lf_nfproto_name(int family)
 
 const char *lf_nf_hook_name(int family, unsigned int hooknum)
 {
-	static const char *const inet[] = { "prerouting", "input", "forward",
-					    "output", "postrouting", "ingress" };
+	static const char *const inet[] = { "prerouting",  "input",
+					    "forward",	   "output",
+					    "postrouting", "ingress" };
 
 	if (family == NFPROTO_NETDEV)
 		return hooknum == 0 ? "ingress" : "egress";

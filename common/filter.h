@@ -35,8 +35,8 @@ struct lf_hooks {
 };
 
 const char *lf_hook_kind_name(enum lf_hook_kind kind);
-void lf_hooks_add(struct lf_hooks *hs, enum lf_hook_kind kind,
-		  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void lf_hooks_add(struct lf_hooks *hs, enum lf_hook_kind kind, const char *fmt,
+		  ...) __attribute__((format(printf, 3, 4)));
 /* Same kinds and descriptions, in order? */
 int lf_hooks_equal(const struct lf_hooks *a, const struct lf_hooks *b);
 

@@ -299,8 +299,7 @@ static void ctl_help(struct reply *r)
 }
 
 /* Run one command line; the reply always ends with OK or FAIL. */
-static void ctl_run(struct lf_daemon *d, uid_t uid, char *line,
-		    struct reply *r)
+static void ctl_run(struct lf_daemon *d, uid_t uid, char *line, struct reply *r)
 {
 	const struct ctl_cmd *cmd = NULL;
 	char *name, *arg;
@@ -308,7 +307,9 @@ static void ctl_run(struct lf_daemon *d, uid_t uid, char *line,
 	int err;
 
 	if (lf_proto_split(line, &name, &arg)) {
-		reply_add(r, "FAIL bad input: one command and at most one argument, printable ASCII (try 'help')\n");
+		reply_add(
+			r,
+			"FAIL bad input: one command and at most one argument, printable ASCII (try 'help')\n");
 		return;
 	}
 	if (!strcmp(name, "help")) {
@@ -325,8 +326,10 @@ static void ctl_run(struct lf_daemon *d, uid_t uid, char *line,
 		return;
 	}
 	if (cmd->mutating && uid != 0) {
-		reply_add(r, "FAIL permission denied: '%s' changes loopfastd; only root may\n",
-			  name);
+		reply_add(
+			r,
+			"FAIL permission denied: '%s' changes loopfastd; only root may\n",
+			name);
 		return;
 	}
 	base = r->len;
@@ -429,8 +432,8 @@ void lf_ctl_serve(struct lf_daemon *d, int lfd)
 	struct lf_client *c;
 	int fd, i;
 
-	while ((fd = accept4(lfd, NULL, NULL,
-			     SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >=
+	       0) {
 		for (i = 0; i < LF_CTL_MAX_CLIENTS && d->clients[i]; i++)
 			;
 		c = i < LF_CTL_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
@@ -496,8 +499,7 @@ struct line_ctx {
 
 static int client_line(char *line, size_t len, void *ctx)
 {
-	static const char nul[] =
-		"FAIL bad input: a NUL byte in the line\n";
+	static const char nul[] = "FAIL bad input: a NUL byte in the line\n";
 	struct line_ctx *lc = ctx;
 	struct reply r = { 0 };
 	int err;
@@ -555,7 +557,7 @@ void lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n)
 		p[*n].fd = c->fd;
 		/* A client that does not read its answers is not read. */
 		p[*n].events = (c->closing || c->out_len - c->out_off >
-						      CLIENT_OUT_PAUSE ?
+							CLIENT_OUT_PAUSE ?
 					0 :
 					POLLIN) |
 			       (c->out_len > c->out_off ? POLLOUT : 0);

@@ -105,8 +105,7 @@ struct lf_watch;
 /* Set up what the scans need (the link iterator); NULL if out of memory. */
 struct lf_watch *lf_watch_open(void);
 void lf_watch_close(struct lf_watch *w);
-void lf_watch_scan(struct lf_watch *w, struct lf_hooks *hs,
-		   const char *cgroup);
+void lf_watch_scan(struct lf_watch *w, struct lf_hooks *hs, const char *cgroup);
 
 int lf_daemon_set_mode(struct lf_daemon *d, int mode);
 int lf_daemon_set_filter_policy(struct lf_daemon *d, int ignore);

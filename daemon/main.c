@@ -195,8 +195,7 @@ struct conf_ctx {
 	const char *path;
 };
 
-static int conf_setting(const char *key, const char *val, int lineno,
-			void *ctx)
+static int conf_setting(const char *key, const char *val, int lineno, void *ctx)
 {
 	struct conf_ctx *cc = ctx;
 	const struct opt_desc *od = opt_find(key);
@@ -352,8 +351,8 @@ static __u64 monotonic_ns(void)
 }
 
 /* Log what appeared and what went since the last scan. */
-static void hooks_log_diff(const struct lf_hooks *old, const struct lf_hooks *new,
-			   int ignore)
+static void hooks_log_diff(const struct lf_hooks *old,
+			   const struct lf_hooks *new, int ignore)
 {
 	int i, j, n_old = old->n < LF_HOOKS_MAX ? old->n : LF_HOOKS_MAX;
 	int n_new = new->n < LF_HOOKS_MAX ? new->n : LF_HOOKS_MAX;
@@ -366,8 +365,9 @@ static void hooks_log_diff(const struct lf_hooks *old, const struct lf_hooks *ne
 			pr_warn("filter hook found: %s %s; %s",
 				lf_hook_kind_name(new->h[i].kind),
 				new->h[i].what,
-				ignore ? "ignored (filter-policy ignore)" :
-					 "new connections take the regular path");
+				ignore ?
+					"ignored (filter-policy ignore)" :
+					"new connections take the regular path");
 	}
 	for (j = 0; j < n_old; j++) {
 		for (i = 0; i < n_new; i++)
@@ -473,7 +473,8 @@ static int signals_open(void)
 }
 
 /* Settings that need a restart to change; a reload only warns. */
-static void reload_warn_fixed(const struct lf_opts *cur, const struct lf_opts *o)
+static void reload_warn_fixed(const struct lf_opts *cur,
+			      const struct lf_opts *o)
 {
 	if (strcmp(cur->cgroup, o->cgroup) && o->cgroup[0])
 		pr_warn("reload: cgroup changes on restart only");

@@ -108,11 +108,11 @@ out_fd:
 }
 
 /* Attributes of a message after its fixed header of hdrlen bytes. */
-#define attr_for_each(a, start, len)                                       \
-	for (a = (struct nlattr *)(start); (len) >= (int)sizeof(*a) &&     \
-					   a->nla_len >= sizeof(*a) &&     \
-					   a->nla_len <= (unsigned int)(len); \
-	     len -= NLA_ALIGN(a->nla_len),                                 \
+#define attr_for_each(a, start, len)                                 \
+	for (a = (struct nlattr *)(start);                           \
+	     (len) >= (int)sizeof(*a) && a->nla_len >= sizeof(*a) && \
+	     a->nla_len <= (unsigned int)(len);                      \
+	     len -= NLA_ALIGN(a->nla_len),                           \
 	    a = (struct nlattr *)((char *)a + NLA_ALIGN(a->nla_len)))
 
 static void *attr_data(struct nlattr *a)
@@ -220,7 +220,8 @@ static int nft_present(void)
 	int found = 0;
 	FILE *f;
 
-	if (access("/proc/modules", F_OK) || !access("/sys/module/nf_tables", F_OK))
+	if (access("/proc/modules", F_OK) ||
+	    !access("/sys/module/nf_tables", F_OK))
 		return 1;
 	if (uname(&u))
 		return 0;
@@ -392,8 +393,8 @@ static const char *prog_name(__u32 id, char *buf, size_t size)
 	return buf;
 }
 
-static void watch_progs(struct lf_hooks *hs, enum lf_hook_kind kind,
-			int target, int type, __u32 flags, const char *where)
+static void watch_progs(struct lf_hooks *hs, enum lf_hook_kind kind, int target,
+			int type, __u32 flags, const char *where)
 {
 	__u32 ids[PROG_IDS_MAX], cnt = PROG_IDS_MAX, i;
 	char name[64];
@@ -414,7 +415,9 @@ static void watch_xdp(struct lf_hooks *hs, int ifindex)
 	if (bpf_xdp_query(ifindex, 0, &q) || q.attach_mode == XDP_ATTACHED_NONE)
 		return;
 	lf_hooks_add(hs, LF_HOOK_XDP, "xdp prog %s on lo",
-		     prog_name(q.prog_id ?: q.skb_prog_id ?: q.drv_prog_id,
+		     prog_name(q.prog_id	     ?:
+				       q.skb_prog_id ?:
+						       q.drv_prog_id,
 			       name, sizeof(name)));
 }
 
@@ -455,8 +458,9 @@ struct lf_watch *lf_watch_open(void)
 		w->iter = bpf_program__attach_iter(w->skel->progs.lf_iter_links,
 						   NULL);
 	if (!w->iter) {
-		pr_debug("filter watch: no BPF link iterator (%s); netfilter links are found by id instead",
-			 strerror(errno));
+		pr_debug(
+			"filter watch: no BPF link iterator (%s); netfilter links are found by id instead",
+			strerror(errno));
 		lf_iter_bpf__destroy(w->skel);
 		w->skel = NULL;
 	}
@@ -540,8 +544,7 @@ static void watch_nf_links(struct lf_watch *w, struct lf_hooks *hs)
 		watch_nf_walk(w, hs);
 }
 
-void lf_watch_scan(struct lf_watch *w, struct lf_hooks *hs,
-		   const char *cgroup)
+void lf_watch_scan(struct lf_watch *w, struct lf_hooks *hs, const char *cgroup)
 {
 	int lo = if_nametoindex("lo");
 

@@ -221,7 +221,8 @@ static ssize_t rd_waitall(const struct rd *rd, ssize_t got,
 		memset(&h, 0, sizeof(h));
 		h.msg_iov = rest;
 		h.msg_iovlen = iov_advance(iov, n, got, rest, WAITALL_IOV);
-		struct rd more = { .kind = RD_RECVMSG, .fd = rd->fd,
+		struct rd more = { .kind = RD_RECVMSG,
+				   .fd = rd->fd,
 				   .flags = rd->flags & ~MSG_WAITALL,
 				   .msg = &h };
 		r = rd_blocking(&more, &m);
@@ -252,15 +253,19 @@ LF_EXPORT ssize_t read(int fd, void *buf, size_t len)
 
 LF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-	struct rd rd = { .kind = RD_READV, .fd = fd, .iov = iov,
-			 .iovcnt = iovcnt };
+	struct rd rd = {
+		.kind = RD_READV, .fd = fd, .iov = iov, .iovcnt = iovcnt
+	};
 
 	return rd_run(&rd);
 }
 
 LF_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-	struct rd rd = { .kind = RD_RECV, .fd = fd, .buf = buf, .len = len,
+	struct rd rd = { .kind = RD_RECV,
+			 .fd = fd,
+			 .buf = buf,
+			 .len = len,
 			 .flags = flags };
 
 	return rd_run(&rd);
@@ -269,8 +274,12 @@ LF_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 LF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
 			   struct sockaddr *addr, socklen_t *alen)
 {
-	struct rd rd = { .kind = RD_RECVFROM, .fd = fd, .buf = buf,
-			 .len = len, .flags = flags, .addr = addr,
+	struct rd rd = { .kind = RD_RECVFROM,
+			 .fd = fd,
+			 .buf = buf,
+			 .len = len,
+			 .flags = flags,
+			 .addr = addr,
 			 .alen = alen };
 
 	return rd_run(&rd);
@@ -278,8 +287,9 @@ LF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
 
 LF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	struct rd rd = { .kind = RD_RECVMSG, .fd = fd, .flags = flags,
-			 .msg = msg };
+	struct rd rd = {
+		.kind = RD_RECVMSG, .fd = fd, .flags = flags, .msg = msg
+	};
 
 	return rd_run(&rd);
 }
@@ -287,8 +297,8 @@ LF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 /* _FORTIFY_SOURCE variants: libc's own check first, then as above. */
 ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
 ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
-ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
-		       int flags, struct sockaddr *addr, socklen_t *alen);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+		       struct sockaddr *addr, socklen_t *alen);
 
 LF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 {

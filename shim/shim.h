@@ -17,10 +17,10 @@
 
 /* The libc function `name` behind this library; resolved on first use. */
 void *shim__real(const char *name, void **slot);
-#define REAL(name)                                                         \
-	({                                                                 \
-		static void *__slot;                                       \
-		(__typeof__(&name))shim__real(#name, &__slot);             \
+#define REAL(name)                                             \
+	({                                                     \
+		static void *__slot;                           \
+		(__typeof__(&name))shim__real(#name, &__slot); \
 	})
 
 /* LOOPFAST_DEBUG=1: one line to stderr. Never stdout; errno kept. */

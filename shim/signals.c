@@ -29,7 +29,8 @@ struct sigslot {
 
 static struct sigslot slots[NSIG];
 
-static __thread unsigned long tls_all __attribute__((tls_model("initial-exec")));
+static __thread unsigned long tls_all
+	__attribute__((tls_model("initial-exec")));
 static __thread unsigned long tls_norestart
 	__attribute__((tls_model("initial-exec")));
 

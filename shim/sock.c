@@ -74,7 +74,8 @@ static int is_tcp(int domain, int type, int protocol)
 {
 	type &= ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
 	return (domain == AF_INET || domain == AF_INET6) &&
-	       type == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP);
+	       type == SOCK_STREAM &&
+	       (protocol == 0 || protocol == IPPROTO_TCP);
 }
 
 LF_EXPORT int socket(int domain, int type, int protocol)

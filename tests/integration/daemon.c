@@ -454,8 +454,6 @@ Test(daemon, churn_does_not_leak)
 	lf_env_finish(&env);
 }
 
-
-
 /* The control protocol: several commands per connection, FAIL on junk. */
 Test(daemon, control_protocol)
 {

@@ -245,9 +245,7 @@ Test(data, msg_peek)
 	lf_env_finish(&env);
 }
 
-/* --- MSG_WAITALL --- */
-
-
+/* MSG_WAITALL on a fast socket needs the shim: tests/integration/shim.c. */
 
 /* --- FIONREAD / SIOCINQ, SIOCOUTQ --- */
 
@@ -564,8 +562,6 @@ Test(data, so_rcvlowat)
 }
 
 /* --- closing: unread data gives RST, sends to a closed peer EPIPE --- */
-
-
 
 static void case_send_to_closed(struct lf_env *e, int fast, struct lf_rec *r)
 {

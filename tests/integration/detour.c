@@ -161,8 +161,9 @@ static void case_pollout_sender(struct lf_env *e, int fast, struct lf_rec *r)
 		if (!(lf_poll1(cfd, POLLOUT, 3000) & POLLOUT))
 			break;
 		lf_pattern_fill(11, off, buf, sizeof(buf));
-		n = send(cfd, buf, sizeof(buf) < sr.total - off ? sizeof(buf) :
-								 sr.total - off,
+		n = send(cfd, buf,
+			 sizeof(buf) < sr.total - off ? sizeof(buf) :
+							sr.total - off,
 			 MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0 && errno == EAGAIN)
 			continue;
@@ -433,8 +434,8 @@ static void *rnd_recv(void *arg)
 }
 
 struct stress {
-	uint64_t one_way;  /* client -> server bytes */
-	uint64_t back;	   /* server -> client bytes */
+	uint64_t one_way; /* client -> server bytes */
+	uint64_t back; /* server -> client bytes */
 	struct lf_env *restart; /* restart this env's daemon midway */
 };
 
@@ -447,10 +448,18 @@ static void run_stress(int fast, const struct stress *st, struct lf_rec *r)
 	lf_diff_pair(fast, AF_INET, "127.0.0.1", &cfd, &sfd);
 	lf_set_timeouts(cfd, 30000);
 	lf_set_timeouts(sfd, 30000);
-	ends[0] = (struct rnd_end){ .fd = cfd, .seed = 21, .total = st->one_way, .rs = 1 };
-	ends[1] = (struct rnd_end){ .fd = sfd, .seed = 21, .total = st->one_way, .rs = 2 };
-	ends[2] = (struct rnd_end){ .fd = sfd, .seed = 22, .total = st->back, .rs = 3 };
-	ends[3] = (struct rnd_end){ .fd = cfd, .seed = 22, .total = st->back, .rs = 4 };
+	ends[0] = (struct rnd_end){
+		.fd = cfd, .seed = 21, .total = st->one_way, .rs = 1
+	};
+	ends[1] = (struct rnd_end){
+		.fd = sfd, .seed = 21, .total = st->one_way, .rs = 2
+	};
+	ends[2] = (struct rnd_end){
+		.fd = sfd, .seed = 22, .total = st->back, .rs = 3
+	};
+	ends[3] = (struct rnd_end){
+		.fd = cfd, .seed = 22, .total = st->back, .rs = 4
+	};
 	for (i = 0; i < 4; i++)
 		pthread_create(&t[i], NULL, i % 2 ? rnd_recv : rnd_send,
 			       &ends[i]);
@@ -505,7 +514,8 @@ Test(detour, stress_both_ways)
 
 static void case_restart(struct lf_env *e, int fast, struct lf_rec *r)
 {
-	struct stress st = { .one_way = 256ULL << 20, .back = 256ULL << 20,
+	struct stress st = { .one_way = 256ULL << 20,
+			     .back = 256ULL << 20,
 			     .restart = e };
 
 	run_stress(fast, &st, r);
@@ -551,8 +561,7 @@ Test(detour, inq_counts_both_queues)
 		n = recv(s, buf, sizeof(buf), 0);
 		if (n < 0 && errno == EAGAIN) {
 			cr_assert(lf_poll1(s, POLLIN, 2000) & POLLIN,
-				  "%lld of %lld read, nothing more", got,
-				  sent);
+				  "%lld of %lld read, nothing more", got, sent);
 			continue;
 		}
 		cr_assert(n > 0, "recv: %s", strerror(errno));

@@ -153,18 +153,20 @@ static void dirs_run(struct dir *send_dirs, struct dir *recv_dirs, int n)
 	for (i = 0; i < n; i++) {
 		cr_assert(send_dirs[i].err == 0, "send %d: %s", i,
 			  strerror(-send_dirs[i].err));
-		cr_assert(recv_dirs[i].err == 0 &&
-				  recv_dirs[i].done == recv_dirs[i].total,
-			  "receive %d: %s after %llu of %llu bytes, first bad byte at %lld",
-			  i, strerror(-recv_dirs[i].err),
-			  (unsigned long long)recv_dirs[i].done,
-			  (unsigned long long)recv_dirs[i].total,
-			  (long long)recv_dirs[i].bad);
+		cr_assert(
+			recv_dirs[i].err == 0 &&
+				recv_dirs[i].done == recv_dirs[i].total,
+			"receive %d: %s after %llu of %llu bytes, first bad byte at %lld",
+			i, strerror(-recv_dirs[i].err),
+			(unsigned long long)recv_dirs[i].done,
+			(unsigned long long)recv_dirs[i].total,
+			(long long)recv_dirs[i].bad);
 	}
 }
 
 static void dir_pair(struct dir *s, struct dir *r, int sfd, int rfd,
-		     uint64_t seed, uint64_t total, size_t max_write, int stalls)
+		     uint64_t seed, uint64_t total, size_t max_write,
+		     int stalls)
 {
 	memset(s, 0, sizeof(*s));
 	memset(r, 0, sizeof(*r));
@@ -196,7 +198,8 @@ Test(release, small_write_stream_is_released_intact)
 	dir_pair(&snd, &rcv, c, s, 101, 256ULL << 20, 2048, 0);
 	dirs_run(&snd, &rcv, 1);
 	rel = lf_env_stat_wait(&env, "released", 1, 2000);
-	cr_assert(rel >= 1, "a 256 MiB stream of small writes was not released");
+	cr_assert(rel >= 1,
+		  "a 256 MiB stream of small writes was not released");
 	cr_assert(lf_state(c) == 1 && lf_state(s) == 1,
 		  "a released pair must still report LOOPFAST_STATE 1");
 	cr_assert(lf_env_ctl(&env, "conns", reply, sizeof(reply)) == 0);

@@ -117,7 +117,8 @@ static void veto_course(const char *what, hook_fn add, hook_fn del,
 		  "%s: regular-veto did not count", what);
 	cr_assert(lf_state(c) == 1 && lf_state(s) == 1,
 		  "%s: an existing fast pair left its path", what);
-	cr_assert(send(c, "y", 1, 0) == 1 && recv(s, (char[1]){ 0 }, 1, 0) == 1);
+	cr_assert(send(c, "y", 1, 0) == 1 &&
+		  recv(s, (char[1]){ 0 }, 1, 0) == 1);
 
 	cr_assert(del() == 0, "%s: could not remove the hook", what);
 	ms_off = veto_wait(0);
@@ -156,8 +157,9 @@ static int ipt_del(void)
 
 static int tc_add(void)
 {
-	return lf_sh("tc qdisc add dev lo clsact && tc filter add dev lo "
-		     "ingress protocol all prio 1 u32 match u32 0 0 flowid 1:1");
+	return lf_sh(
+		"tc qdisc add dev lo clsact && tc filter add dev lo "
+		"ingress protocol all prio 1 u32 match u32 0 0 flowid 1:1");
 }
 
 static int tc_del(void)
@@ -169,7 +171,8 @@ static int tc_del(void)
 static int xdp_add(void)
 {
 	struct bpf_insn prog[] = {
-		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0,
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K,
+		  .dst_reg = 0,
 		  .imm = XDP_PASS },
 		{ .code = BPF_JMP | BPF_EXIT },
 	};
@@ -205,7 +208,8 @@ static int xdp_del(void)
 static int prog_load_ret(int type, int expected, int ret)
 {
 	struct bpf_insn prog[] = {
-		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0,
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K,
+		  .dst_reg = 0,
 		  .imm = ret },
 		{ .code = BPF_JMP | BPF_EXIT },
 	};
@@ -293,13 +297,15 @@ static int cg_del(void)
 
 Test(veto, nftables_base_chain)
 {
-	veto_course("nftables", nft_add, nft_del, "hook nftables table inet lftest");
+	veto_course("nftables", nft_add, nft_del,
+		    "hook nftables table inet lftest");
 }
 
 Test(veto, iptables_legacy_rule)
 {
 	if (lf_sh("command -v iptables-legacy >/dev/null"))
-		cr_assert_fail("iptables-legacy is missing: make check installs the iptables package (scripts/deps.sh)");
+		cr_assert_fail(
+			"iptables-legacy is missing: make check installs the iptables package (scripts/deps.sh)");
 	veto_course("iptables-legacy", ipt_add, ipt_del,
 		    "hook iptables-legacy iptables table filter");
 }
@@ -351,13 +357,15 @@ Test(veto, filter_policy_ignore)
 	cr_assert(tc_add() == 0);
 	cr_assert(veto_wait(1) >= 0);
 	cr_assert(lf_env_ctl(&env, "filter-policy ignore", reply,
-			     sizeof(reply)) == 0, "%s", reply);
+			     sizeof(reply)) == 0,
+		  "%s", reply);
 	cr_assert(veto_wait(0) >= 0, "veto kept under filter-policy ignore");
 	status_has("filter-policy ignore");
 	status_has("hook tc");
 	cr_assert(new_pair_state() == 1);
 	cr_assert(lf_env_ctl(&env, "filter-policy respect", reply,
-			     sizeof(reply)) == 0, "%s", reply);
+			     sizeof(reply)) == 0,
+		  "%s", reply);
 	cr_assert(veto_wait(1) >= 0, "respect did not bring the veto back");
 	cr_assert(new_pair_state() == 0);
 	cr_assert(tc_del() == 0);

@@ -16,10 +16,14 @@ Test(filter, inet_chains_on_local_hooks_see_loopback)
 	size_t i;
 
 	for (i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
-		cr_expect(lf_nft_chain_sees_lo(fams[i], NF_INET_PRE_ROUTING, NULL));
-		cr_expect(lf_nft_chain_sees_lo(fams[i], NF_INET_LOCAL_IN, NULL));
-		cr_expect(lf_nft_chain_sees_lo(fams[i], NF_INET_LOCAL_OUT, NULL));
-		cr_expect(lf_nft_chain_sees_lo(fams[i], NF_INET_POST_ROUTING, NULL));
+		cr_expect(lf_nft_chain_sees_lo(fams[i], NF_INET_PRE_ROUTING,
+					       NULL));
+		cr_expect(
+			lf_nft_chain_sees_lo(fams[i], NF_INET_LOCAL_IN, NULL));
+		cr_expect(
+			lf_nft_chain_sees_lo(fams[i], NF_INET_LOCAL_OUT, NULL));
+		cr_expect(lf_nft_chain_sees_lo(fams[i], NF_INET_POST_ROUTING,
+					       NULL));
 		cr_expect(!lf_nft_chain_sees_lo(fams[i], NF_INET_FORWARD, NULL),
 			  "forward never carries loopback traffic");
 	}
@@ -37,14 +41,16 @@ Test(filter, netdev_chains_only_on_lo)
 Test(filter, arp_and_bridge_chains_do_not)
 {
 	cr_expect(!lf_nft_chain_sees_lo(NFPROTO_ARP, 0, NULL));
-	cr_expect(!lf_nft_chain_sees_lo(NFPROTO_BRIDGE, NF_INET_LOCAL_IN, NULL));
+	cr_expect(
+		!lf_nft_chain_sees_lo(NFPROTO_BRIDGE, NF_INET_LOCAL_IN, NULL));
 }
 
 Test(filter, names)
 {
 	cr_expect_str_eq(lf_nfproto_name(NFPROTO_INET), "inet");
 	cr_expect_str_eq(lf_nfproto_name(NFPROTO_IPV6), "ip6");
-	cr_expect_str_eq(lf_nf_hook_name(NFPROTO_IPV4, NF_INET_LOCAL_OUT), "output");
+	cr_expect_str_eq(lf_nf_hook_name(NFPROTO_IPV4, NF_INET_LOCAL_OUT),
+			 "output");
 	cr_expect_str_eq(lf_nf_hook_name(NFPROTO_NETDEV, 0), "ingress");
 	cr_expect_str_eq(lf_hook_kind_name(LF_HOOK_XDP), "xdp");
 	cr_expect_str_eq(lf_hook_kind_name(LF_HOOK_KIND_MAX), "unknown");
