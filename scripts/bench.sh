@@ -21,52 +21,16 @@
 #   sudo scripts/bench.sh build --tiny
 set -u
 
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh" || exit 1
+
 B=${1:-build}
 shift $(($# > 0 ? 1 : 0))
-ME=bench.sh
 TAG=loopfast-bench-$$
-CG=
-ORIG_CG=
-PIN=
 SOCK=/tmp/$TAG.sock
-LOG=
+ORIG_CG=
 DAT=
-DPID=
 BPID=
-MOUNTED_BPFFS=
-KEEP_LOG=
-
-say() { printf '%s: %s\n' "$ME" "$*"; }
-die() {
-	printf '%s: %s\n' "$ME" "$*" >&2
-	KEEP_LOG=1
-	exit 1
-}
-
-# The mount point of the first filesystem of type $1 in /proc/self/mounts.
-mount_of() {
-	awk -v t="$1" '$3 == t { print $2; exit }' /proc/self/mounts |
-		sed 's/\\040/ /g'
-}
-
-is_bpffs() {
-	awk -v d="$1" '$2 == d && $3 == "bpf" { f = 1 } END { exit !f }' \
-		/proc/self/mounts
-}
-
-ctl() { "$B/loopfastctl" --socket "$SOCK" "$@"; }
-
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-
-# Wait up to $2 tenths of a second for process $1 to be gone.
-wait_gone() {
-	local i
-	for ((i = 0; i < $2; i++)); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 # Back to the cgroup this script came from, so that its own cgroup can go.
 cgroup_leave() {
@@ -75,67 +39,16 @@ cgroup_leave() {
 		say "warning: could not move back to $ORIG_CG" >&2
 }
 
-# Kill whatever an interrupted run left in the cgroup (not this shell).
-cgroup_kill() {
-	[ -n "$CG" ] && [ -d "$CG" ] || return 0
-	if [ -e "$CG/cgroup.kill" ]; then
-		echo 1 >"$CG/cgroup.kill" 2>/dev/null
-	else
-		xargs -r kill -KILL <"$CG/cgroup.procs" 2>/dev/null
-	fi
-}
-
-# Remove the cgroup once its last process is gone (5 s at most).
-cgroup_remove() {
-	local i
-	[ -n "$CG" ] && [ -d "$CG" ] || return 0
-	for ((i = 0; i < 50; i++)); do
-		rmdir "$CG" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	say "warning: could not remove cgroup $CG" >&2
-}
-
-daemon_stop() {
-	alive "$DPID" || return 0
-	if ! timeout 5 "$B/loopfastctl" --socket "$SOCK" unload \
-		>/dev/null 2>&1 || ! wait_gone "$DPID" 50; then
-		kill -TERM "$DPID" 2>/dev/null
-		wait_gone "$DPID" 30 || kill -KILL "$DPID" 2>/dev/null
-	fi
-	wait "$DPID" 2>/dev/null
-}
-
 # Every exit path comes here: undo whatever was set up, in reverse.
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM HUP
 	[ -n "$BPID" ] && disown "$BPID" 2>/dev/null
 	cgroup_leave
-	cgroup_kill
-	daemon_stop
-	# A daemon that died or was killed left its data path pinned.
-	if [ -n "$PIN" ] && [ -d "$PIN" ]; then
-		timeout 10 "$B/loopfastd" --unload --pin-dir "$PIN" >/dev/null 2>&1
-		rm -rf "$PIN" 2>/dev/null || say "warning: could not remove $PIN" >&2
-	fi
-	cgroup_remove
-	rm -f "$SOCK" ${DAT:+"$DAT"}
-	[ -n "$MOUNTED_BPFFS" ] && umount /sys/fs/bpf 2>/dev/null
-	if [ -n "$LOG" ]; then
-		if [ -n "$KEEP_LOG" ]; then
-			say "loopfastd log: $LOG" >&2
-		else
-			rm -f "$LOG"
-		fi
-	fi
+	teardown
+	rm -f ${DAT:+"$DAT"}
+	log_finish
 	exit "$rc"
-}
-
-show_log() {
-	[ -s "$LOG" ] || return 0
-	echo "--- last lines of the loopfastd log ($LOG) ---" >&2
-	tail -n 20 "$LOG" >&2
 }
 
 # Debian's python3: the JSON is read with the standard library only.
@@ -148,14 +61,8 @@ python() {
 }
 
 preflight() {
-	[ -d "$B" ] || die "build dir $B not found: build first (make bench)"
-	B=$(cd "$B" && pwd)
-	[ "$(id -u)" -eq 0 ] ||
-		die "must run as root: it loads BPF programs and creates a cgroup (sudo make bench)"
-	local f
-	for f in loopfastd loopfastctl loopfast-bench; do
-		[ -x "$B/$f" ] || die "$B/$f not found: build first (make bench)"
-	done
+	need_build "make bench" loopfastd loopfastctl loopfast-bench
+	need_root "sudo make bench"
 	command -v python3 >/dev/null || [ -x /usr/bin/python3 ] ||
 		die "python3 is needed to read the JSON for the chart"
 }
@@ -171,49 +78,12 @@ deps() {
 		>/dev/null || die "could not install gnuplot-nox (apt-get)"
 }
 
+# The private cgroup, and the one this script came from (cgroup_leave).
 setup_cgroup() {
-	local root rel
-	root=$(mount_of cgroup2)
-	[ -n "$root" ] || die "no cgroup v2 filesystem in /proc/self/mounts: loopfast needs cgroup v2"
+	local rel
+	cgroup_create
 	rel=$(awk -F: '$1 == "0" && $2 == "" { print $3; exit }' /proc/self/cgroup)
-	ORIG_CG=$root${rel%/}
-	CG=$root/$TAG
-	mkdir "$CG" || die "cannot create cgroup $CG"
-}
-
-setup_pin_dir() {
-	if ! is_bpffs /sys/fs/bpf; then
-		mkdir -p /sys/fs/bpf || die "cannot create /sys/fs/bpf"
-		mount -t bpf bpf /sys/fs/bpf ||
-			die "cannot mount the BPF filesystem on /sys/fs/bpf"
-		MOUNTED_BPFFS=1
-	fi
-	PIN=/sys/fs/bpf/$TAG
-	mkdir "$PIN" || die "cannot create $PIN"
-}
-
-# Start the private loopfastd and wait (10 s at most) until it answers.
-start_daemon() {
-	local i
-	LOG=$(mktemp /tmp/$TAG.XXXXXX.log) || die "mktemp failed"
-	# LOOPFASTD_ARGS is a list of options.
-	# shellcheck disable=SC2086
-	"$B/loopfastd" --foreground --cgroup "$CG" --pin-dir "$PIN" \
-		--socket "$SOCK" ${LOOPFASTD_ARGS:-} >"$LOG" 2>&1 &
-	DPID=$!
-	for ((i = 0; i < 100; i++)); do
-		if ctl status >/dev/null 2>&1; then
-			say "loopfastd $DPID is up (cgroup $CG)"
-			return 0
-		fi
-		if ! alive "$DPID"; then
-			show_log
-			die "loopfastd exited before it answered ('$B/loopfastctl check' says what the kernel lacks)"
-		fi
-		sleep 0.1
-	done
-	show_log
-	die "loopfastd did not answer 'status' within 10 s"
+	ORIG_CG=${CG%/*}${rel%/}
 }
 
 # Run the benchmark inside the cgroup. In the background, so that a
@@ -305,16 +175,15 @@ EOF
 main() {
 	local t0
 	preflight
-	trap cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
-	trap 'exit 129' HUP
+	on_exit cleanup
 	deps
 	JSON=$B/bench/results.json
 	PNG=$B/bench/results.png
 	setup_cgroup
-	setup_pin_dir
-	start_daemon
+	pin_dir_create
+	# LOOPFASTD_ARGS is a list of options.
+	# shellcheck disable=SC2086
+	daemon_start ${LOOPFASTD_ARGS:-}
 	t0=$SECONDS
 	say "loopfast-bench in $CG (ROUNDS=${ROUNDS:-default}${LOOPFASTD_ARGS:+, loopfastd $LOOPFASTD_ARGS})"
 	run_bench "$@"
