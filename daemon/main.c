@@ -535,12 +535,13 @@ static void signals_read(struct lf_daemon *d, int sfd)
 }
 
 #define RELEASE_TICK_MS 50
+#define RELEASE_BUSY_TICK_MS 5
 
 static int daemon_loop(struct lf_daemon *d, int sfd)
 {
 	struct pollfd pfds[2 + LF_CTL_MAX_CLIENTS];
 	__u64 next = 0, now;
-	int n, timeout;
+	int n, timeout, pending;
 
 	while (!d->quit) {
 		now = monotonic_ns();
@@ -553,8 +554,15 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 		n = 2;
 		lf_ctl_poll_fds(d, pfds, &n);
 		timeout = (next - now) / 1000000 + 1;
-		/* Releases are looked for every RELEASE_TICK_MS. */
-		if (lf_release_poll(d) >= 0 && timeout > RELEASE_TICK_MS)
+		/*
+		 * Releases are looked for every RELEASE_TICK_MS, and more
+		 * often while one waits: until it is done, every send of
+		 * that connection pays both the detour and TCP.
+		 */
+		pending = lf_release_poll(d);
+		if (pending > 0 && timeout > RELEASE_BUSY_TICK_MS)
+			timeout = RELEASE_BUSY_TICK_MS;
+		else if (pending >= 0 && timeout > RELEASE_TICK_MS)
 			timeout = RELEASE_TICK_MS;
 		if (poll(pfds, n, timeout) < 0 && errno != EINTR)
 			return -errno;
