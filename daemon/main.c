@@ -539,7 +539,8 @@ static void signals_read(struct lf_daemon *d, int sfd)
 
 static int daemon_loop(struct lf_daemon *d, int sfd)
 {
-	struct pollfd pfds[2 + LF_CTL_MAX_CLIENTS];
+	struct pollfd pfds[4 + LF_CTL_MAX_CLIENTS];
+	int wfds[2], nw, i;
 	__u64 next = 0, now;
 	int n, timeout, pending;
 
@@ -552,6 +553,12 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 		pfds[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 		pfds[1] = (struct pollfd){ .fd = d->ctl_fd, .events = POLLIN };
 		n = 2;
+		if (!d->watch)
+			d->watch = lf_watch_open();
+		nw = lf_watch_fds(d->watch, wfds);
+		for (i = 0; i < nw; i++)
+			pfds[n++] = (struct pollfd){ .fd = wfds[i],
+						     .events = POLLIN };
 		lf_ctl_poll_fds(d, pfds, &n);
 		timeout = (next - now) / 1000000 + 1;
 		/*
@@ -570,7 +577,16 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 			signals_read(d, sfd);
 		if (pfds[1].revents)
 			lf_ctl_serve(d, d->ctl_fd);
-		lf_ctl_handle(d, pfds + 2, n - 2);
+		/* A filter changed: look now, not at the next heartbeat. */
+		for (i = 0; i < nw; i++)
+			if (pfds[2 + i].revents)
+				lf_watch_drain(d->watch, pfds[2 + i].fd);
+		for (i = 0; i < nw; i++)
+			if (pfds[2 + i].revents) {
+				daemon_publish(d);
+				break;
+			}
+		lf_ctl_handle(d, pfds + 2 + nw, n - 2 - nw);
 	}
 	return 0;
 }

@@ -442,7 +442,47 @@ struct lf_watch {
 	struct bpf_link *iter;
 	unsigned long netns; /* inode of this daemon's network namespace */
 	int walk_denied; /* the id walk got EPERM (logged once) */
+	int ev_nft; /* nftables change events, or -1 */
+	int ev_rt; /* link (XDP) and tc change events, or -1 */
 };
+
+/* A netlink socket subscribed to groups; -1 when it cannot be had. */
+static int events_open(int proto, __u32 groups)
+{
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = groups };
+	int fd;
+
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, proto);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int lf_watch_fds(struct lf_watch *w, int *fds)
+{
+	int n = 0;
+
+	if (!w)
+		return 0;
+	if (w->ev_nft >= 0)
+		fds[n++] = w->ev_nft;
+	if (w->ev_rt >= 0)
+		fds[n++] = w->ev_rt;
+	return n;
+}
+
+void lf_watch_drain(struct lf_watch *w, int fd)
+{
+	char buf[8192];
+
+	(void)w;
+	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;
+}
 
 struct lf_watch *lf_watch_open(void)
 {
@@ -453,6 +493,16 @@ struct lf_watch *lf_watch_open(void)
 		return NULL;
 	if (!stat("/proc/self/ns/net", &st))
 		w->netns = st.st_ino;
+	/*
+	 * Change events make a rescan at once, between heartbeats: nftables
+	 * (only where it is loaded: subscribing would not load it, but keep
+	 * to the rule), and links and tc filters.
+	 */
+	w->ev_nft = nft_present() ?
+			    events_open(NETLINK_NETFILTER,
+					1U << (NFNLGRP_NFTABLES - 1)) :
+			    -1;
+	w->ev_rt = events_open(NETLINK_ROUTE, RTMGRP_LINK | RTMGRP_TC);
 	w->skel = lf_iter_bpf__open_and_load();
 	if (w->skel)
 		w->iter = bpf_program__attach_iter(w->skel->progs.lf_iter_links,
@@ -471,6 +521,10 @@ void lf_watch_close(struct lf_watch *w)
 {
 	if (!w)
 		return;
+	if (w->ev_nft >= 0)
+		close(w->ev_nft);
+	if (w->ev_rt >= 0)
+		close(w->ev_rt);
 	bpf_link__destroy(w->iter);
 	lf_iter_bpf__destroy(w->skel);
 	free(w);
