@@ -243,7 +243,8 @@ install: all
 		-e 's|@VERSION@|$(VERSION)|g' include/loopfast.pc.in > \
 		$(DESTDIR)$(PKGCONFIGDIR)/loopfast.pc
 	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/loopfast.pc
-	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONFFILE@|$(CONFFILE)|g' \
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+		-e 's|@CONFFILE@|$(CONFFILE)|g' \
 		systemd/loopfast.service.in > $(DESTDIR)$(UNITDIR)/loopfast.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/loopfast.service
 	install -m 0644 daemon/loopfastd.8 $(DESTDIR)$(MANDIR)/man8/loopfastd.8

@@ -214,7 +214,8 @@ static __always_inline int sock_paired(struct bpf_sock *sk)
 
 /*
  * LOOPFAST_INQ: what the peer sent and this socket has not read, while
- * the counters are kept (paired, not released); -1 otherwise.
+ * the counters are kept (paired, and until a release took the socket out
+ * of the sockhash); -1 otherwise.
  */
 static __always_inline int sock_inq(struct bpf_sock *sk)
 {
@@ -225,8 +226,11 @@ static __always_inline int sock_inq(struct bpf_sock *sk)
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
 	if (!s || !(s->flags & LF_SK_CONN))
 		return -1;
+	/* Released and out of the sockhash: the kernel's FIONREAD is right. */
+	if (s->flags & LF_SK_RELEASED)
+		return -1;
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
-	if (!c || c->state != LF_CONN_PAIRED || c->release ||
+	if (!c || c->state != LF_CONN_PAIRED ||
 	    c->cookie[s->dir & 1] != s->cookie)
 		return -1;
 	n = (__s64)(c->sent[!(s->dir & 1)] - c->read[!(s->dir & 1)]);

@@ -62,6 +62,8 @@ static const struct command commands[] = {
 	  "set the mode for new connections (root)", NULL, 0 },
 	{ "filter-policy", "respect|ignore", policy_choices,
 	  "respect or ignore packet-filter hooks (root)", NULL, 0 },
+	{ "reload", NULL, NULL, "re-read loopfastd's config file (root)", NULL,
+	  0 },
 	{ "unload", NULL, NULL, "detach and unpin the data path (root)", NULL,
 	  0 },
 	{ "check", NULL, NULL, "probe the kernel for what loopfast needs", NULL,

@@ -267,6 +267,19 @@ static int cmd_filter_policy(struct lf_daemon *d, const char *arg,
 	return -EINVAL;
 }
 
+static int cmd_reload(struct lf_daemon *d, const char *arg, struct reply *r)
+{
+	(void)arg;
+	if (lf_daemon_reload(d)) {
+		reply_add(
+			r,
+			"%s has errors (see loopfastd's log); the running config is kept",
+			d->opts.config);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int cmd_unload(struct lf_daemon *d, const char *arg, struct reply *r)
 {
 	(void)arg;
@@ -286,6 +299,8 @@ static const struct ctl_cmd {
 	{ "conns", cmd_conns, "live fast connections", 0 },
 	{ "mode", cmd_mode, "opt-in|all|off (root)", 1 },
 	{ "filter-policy", cmd_filter_policy, "respect|ignore (root)", 1 },
+	{ "reload", cmd_reload, "re-read the --config file, as SIGHUP (root)",
+	  1 },
 	{ "unload", cmd_unload,
 	  "detach and unpin the data path, then exit (root)", 1 },
 };

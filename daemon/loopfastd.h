@@ -112,5 +112,7 @@ void lf_watch_scan(struct lf_watch *w, struct lf_hooks *hs, const char *cgroup);
 
 int lf_daemon_set_mode(struct lf_daemon *d, int mode);
 int lf_daemon_set_filter_policy(struct lf_daemon *d, int ignore);
+/* Re-read the --config file, as SIGHUP does; -EINVAL if it has errors. */
+int lf_daemon_reload(struct lf_daemon *d);
 
 #endif /* LOOPFASTD_H */

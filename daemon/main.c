@@ -488,21 +488,21 @@ static void reload_warn_fixed(const struct lf_opts *cur,
  * SIGHUP: re-read the config file. Mode, filter policy, log level and
  * detour limit apply at once; a file with an error changes nothing.
  */
-static void daemon_reload(struct lf_daemon *d)
+static int daemon_reload(struct lf_daemon *d)
 {
 	enum lf_log_level level = lf_log_level();
 	struct lf_opts o;
 
 	if (!d->opts.config[0]) {
 		pr_info("reload: no --config file; nothing to do");
-		return;
+		return 0;
 	}
 	opts_defaults(&o);
 	if (config_load(&o, d->opts.config)) {
 		lf_log_set_level(level);
 		pr_err("reload: %s has errors; the running config is kept",
 		       d->opts.config);
-		return;
+		return -EINVAL;
 	}
 	reload_warn_fixed(&d->opts, &o);
 	if (o.log_level < 0)
@@ -514,6 +514,19 @@ static void daemon_reload(struct lf_daemon *d)
 	d->cfg.release_run = o.release_run;
 	lf_daemon_set_mode(d, o.mode);
 	pr_info("reload: %s applied", d->opts.config);
+	return 0;
+}
+
+/* Reload as systemd sees it: RELOADING=1 ... READY=1 around it. */
+int lf_daemon_reload(struct lf_daemon *d)
+{
+	int err;
+
+	sd_notify_msg("RELOADING=1");
+	pr_info("reloading %s", d->opts.config[0] ? d->opts.config : "(none)");
+	err = daemon_reload(d);
+	sd_notify_msg("READY=1");
+	return err;
 }
 
 static void signals_read(struct lf_daemon *d, int sfd)
@@ -522,10 +535,7 @@ static void signals_read(struct lf_daemon *d, int sfd)
 
 	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			sd_notify_msg("RELOADING=1");
-			pr_info("reloading %s", d->opts.config);
-			daemon_reload(d);
-			sd_notify_msg("READY=1");
+			lf_daemon_reload(d);
 		} else {
 			pr_info("signal %u: exiting; the data path stays pinned",
 				si.ssi_signo);

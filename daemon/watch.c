@@ -449,7 +449,8 @@ struct lf_watch {
 /* A netlink socket subscribed to groups; -1 when it cannot be had. */
 static int events_open(int proto, __u32 groups)
 {
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = groups };
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK,
+				  .nl_groups = groups };
 	int fd;
 
 	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, proto);
@@ -498,10 +499,9 @@ struct lf_watch *lf_watch_open(void)
 	 * (only where it is loaded: subscribing would not load it, but keep
 	 * to the rule), and links and tc filters.
 	 */
-	w->ev_nft = nft_present() ?
-			    events_open(NETLINK_NETFILTER,
-					1U << (NFNLGRP_NFTABLES - 1)) :
-			    -1;
+	w->ev_nft = nft_present() ? events_open(NETLINK_NETFILTER,
+						1U << (NFNLGRP_NFTABLES - 1)) :
+				    -1;
 	w->ev_rt = events_open(NETLINK_ROUTE, RTMGRP_LINK | RTMGRP_TC);
 	w->skel = lf_iter_bpf__open_and_load();
 	if (w->skel)

@@ -1502,9 +1502,11 @@ Test(ops, unit_verifies)
 	p = strstr(unit, "ExecStart=/usr/sbin/loopfastd ");
 	cr_assert(p);
 	snprintf(exe, sizeof(exe), "%s", dest_path("usr/sbin/loopfastd"));
-	cr_assert(!sh("sed 's|^ExecStart=/usr/sbin/loopfastd |ExecStart=%s |' "
+	cr_assert(!sh("sed 's|^ExecStart=/usr/sbin/loopfastd |ExecStart=%s |; "
+		      "s|^ExecReload=/usr/bin/loopfastctl |ExecReload=%s |' "
 		      "'%s' > '%s'",
-		      exe, dest_path("usr/lib/systemd/system/loopfast.service"),
+		      exe, dest_path("usr/bin/loopfastctl"),
+		      dest_path("usr/lib/systemd/system/loopfast.service"),
 		      copy));
 	st = sh_out(
 		&out, &err,
