@@ -1654,10 +1654,10 @@ static void check_man_pages(void)
 	for (j = 0; j < n; j++)
 		cr_assert(strstr(c8, names[j]), "loopfastctl(8) lacks %s",
 			  names[j]);
-	for (i = 0; i < 8; i++) {
+	for (i = 0; i < 9; i++) {
 		static const char *const cmds[] = {
-			"status",	 "stats",  "conns", "mode",
-			"filter-policy", "unload", "check", "run",
+			"status", "stats",  "conns", "mode", "filter-policy",
+			"reload", "unload", "check", "run",
 		};
 		char b[64];
 
@@ -1739,8 +1739,8 @@ static void check_completion(void)
 		  err);
 	free(out);
 	free(err);
-	complete_is("loopfastctl ", "check\nconns\nfilter-policy\nmode\nrun\n"
-				    "stats\nstatus\nunload\n");
+	complete_is("loopfastctl ", "check\nconns\nfilter-policy\nmode\n"
+				    "reload\nrun\nstats\nstatus\nunload\n");
 	complete_is("loopfastctl st", "stats\nstatus\n");
 	complete_is("loopfastctl --", "--help\n--json\n--socket\n--version\n");
 	complete_is("loopfastctl mode ", "all\noff\nopt-in\n");
