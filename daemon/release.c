@@ -30,6 +30,7 @@ struct lf_release_item {
 struct lf_releases {
 	size_t n, cap;
 	struct lf_release_item *v;
+	int scanned; /* the connection table was looked through once */
 };
 
 static int rel_push(struct lf_daemon *d, const struct lf_key *k,
@@ -55,6 +56,31 @@ static int rel_push(struct lf_daemon *d, const struct lf_key *k,
 	memcpy(r->v[r->n].cookie, c->cookie, sizeof(c->cookie));
 	r->n++;
 	return 0;
+}
+
+/*
+ * Once per daemon: connections marked earlier whose key an earlier
+ * daemon took from the queue but did not release before it stopped.
+ */
+static void rel_scan_marked(struct lf_daemon *d)
+{
+	struct lf_key k, next, *prev = NULL;
+	struct lf_conn c;
+	size_t i;
+
+	d->rel->scanned = 1;
+	while (!bpf_map_get_next_key(d->dp.conns_fd, prev, &next)) {
+		k = next;
+		prev = &k;
+		if (bpf_map_lookup_elem(d->dp.conns_fd, &k, &c) || !c.release ||
+		    c.state != LF_CONN_PAIRED)
+			continue;
+		for (i = 0; i < d->rel->n; i++)
+			if (!memcmp(&d->rel->v[i].key, &k, sizeof(k)))
+				break;
+		if (i == d->rel->n && rel_push(d, &k, &c))
+			return;
+	}
 }
 
 /* Take what sk_msg queued. */
@@ -123,10 +149,12 @@ int lf_release_poll(struct lf_daemon *d)
 
 	if (d->dp.release_fd < 0 || d->dp.sockhash_fd < 0)
 		return -1;
+	if (!d->rel && !(d->rel = calloc(1, sizeof(*d->rel))))
+		return -1;
 	rel_drain_queue(d);
+	if (!d->rel->scanned)
+		rel_scan_marked(d);
 	r = d->rel;
-	if (!r)
-		return 0;
 	for (i = 0; i < r->n; i++)
 		if (!rel_try(d, &r->v[i]))
 			r->v[kept++] = r->v[i];

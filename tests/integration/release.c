@@ -360,3 +360,29 @@ Test(release, differential_small_stream)
 	lf_diff(&env, case_small_stream);
 	lf_env_finish(&env);
 }
+
+/* Marked while no daemon runs: the next daemon releases it. */
+Test(release, marked_without_daemon_released_after_restart)
+{
+	struct dir snd, rcv;
+	int c, s;
+
+	start(NULL);
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	cr_assert(lf_state(c) == 1);
+	conn_timeouts(c, s);
+	cr_assert(lf_env_daemon_stop(&env) == 0, "stop loopfastd");
+	dir_pair(&snd, &rcv, c, s, 701, 16ULL << 20, 1024, 0);
+	snd.fixed = 1;
+	dirs_run(&snd, &rcv, 1);
+	cr_assert(lf_env_daemon_start(&env) == 0, "restart loopfastd");
+	cr_assert(lf_env_stat_wait(&env, "released", 1, 2000) >= 1,
+		  "a connection marked while loopfastd was down stays marked");
+	cr_assert(lf_state(c) == 1 && lf_state(s) == 1);
+	/* The other direction still carries its bytes intact. */
+	dir_pair(&snd, &rcv, s, c, 702, 16ULL << 20, 4096, 1);
+	dirs_run(&snd, &rcv, 1);
+	lf_close(&c);
+	lf_close(&s);
+	lf_env_finish(&env);
+}
