@@ -100,6 +100,12 @@ int lf_owners_collect(struct lf_owners *ow);
 const struct lf_owner *lf_owners_find(const struct lf_owners *ow, __u64 cookie);
 void lf_owners_free(struct lf_owners *ow);
 
+/* netlink.c */
+struct nlmsghdr;
+typedef void (*lf_nl_msg_fn)(struct nlmsghdr *nh, void *ctx);
+/* Send one dump request and hand every answer to fn. 0 or -errno. */
+int lf_nl_dump(int proto, void *req, size_t len, lf_nl_msg_fn fn, void *ctx);
+
 /* watch.c */
 struct lf_watch;
 /* Set up what the scans need (the link iterator); NULL if out of memory. */

@@ -23,8 +23,6 @@
 
 #include "loopfastd.h"
 
-#define DIAG_BUF 32768
-
 static int owners_add(struct lf_owners *ow, __u64 cookie, __u32 inode)
 {
 	struct lf_owner *p;
@@ -45,6 +43,24 @@ static int owners_add(struct lf_owners *ow, __u64 cookie, __u32 inode)
 	return 0;
 }
 
+struct diag_ctx {
+	struct lf_owners *ow;
+	int err;
+};
+
+static void diag_msg(struct nlmsghdr *nh, void *ctx)
+{
+	struct inet_diag_msg *m = NLMSG_DATA(nh);
+	struct diag_ctx *dc = ctx;
+
+	if (dc->err || nh->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+		return;
+	dc->err = owners_add(dc->ow,
+			     (__u64)m->id.idiag_cookie[1] << 32 |
+				     m->id.idiag_cookie[0],
+			     m->idiag_inode);
+}
+
 /* Every TCP socket of one family: cookie and inode. */
 static int diag_dump(struct lf_owners *ow, int family)
 {
@@ -59,46 +75,11 @@ static int diag_dump(struct lf_owners *ow, int family)
 		       .sdiag_protocol = IPPROTO_TCP,
 		       .idiag_states = ~0U },
 	};
-	struct inet_diag_msg *m;
-	struct nlmsghdr *nh;
-	int fd, err = 0, done = 0;
-	char *buf;
-	ssize_t n;
+	struct diag_ctx dc = { ow, 0 };
+	int err;
 
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (fd < 0)
-		return -errno;
-	buf = malloc(DIAG_BUF);
-	if (!buf || send(fd, &req, sizeof(req), 0) < 0) {
-		err = buf ? -errno : -ENOMEM;
-		goto out;
-	}
-	while (!done && !err) {
-		n = recv(fd, buf, DIAG_BUF, 0);
-		if (n <= 0) {
-			err = n < 0 ? -errno : 0;
-			break;
-		}
-		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n);
-		     nh = NLMSG_NEXT(nh, n)) {
-			if (nh->nlmsg_type == NLMSG_DONE ||
-			    nh->nlmsg_type == NLMSG_ERROR) {
-				done = 1;
-				break;
-			}
-			m = NLMSG_DATA(nh);
-			err = owners_add(ow,
-					 (__u64)m->id.idiag_cookie[1] << 32 |
-						 m->id.idiag_cookie[0],
-					 m->idiag_inode);
-			if (err)
-				break;
-		}
-	}
-out:
-	free(buf);
-	close(fd);
-	return err;
+	err = lf_nl_dump(NETLINK_SOCK_DIAG, &req, sizeof(req), diag_msg, &dc);
+	return err ? err : dc.err;
 }
 
 static int by_inode(const void *a, const void *b)

@@ -48,64 +48,7 @@
 #define LF_BPF_TCX_EGRESS 47
 #define LF_BPF_LINK_TYPE_NETFILTER 10
 
-#define NL_BUF 32768
 #define PROG_IDS_MAX 64
-
-/* --- netlink dumps --- */
-
-typedef void (*nl_msg_fn)(struct nlmsghdr *nh, void *ctx);
-
-/* Send one dump request and hand every answer to fn. 0 or -errno. */
-static int nl_dump(int proto, void *req, size_t len, nl_msg_fn fn, void *ctx)
-{
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
-	struct nlmsghdr *nh;
-	int fd, done = 0, err = 0;
-	char *buf;
-	ssize_t n;
-
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
-	if (fd < 0)
-		return -errno;
-	buf = malloc(NL_BUF);
-	if (!buf) {
-		err = -ENOMEM;
-		goto out_fd;
-	}
-	if (sendto(fd, req, len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		err = -errno;
-		goto out_buf;
-	}
-	while (!done) {
-		n = recv(fd, buf, NL_BUF, 0);
-		if (n < 0) {
-			err = -errno;
-			break;
-		}
-		if (!n)
-			break;
-		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n);
-		     nh = NLMSG_NEXT(nh, n)) {
-			if (nh->nlmsg_type == NLMSG_DONE) {
-				done = 1;
-				break;
-			}
-			if (nh->nlmsg_type == NLMSG_ERROR) {
-				struct nlmsgerr *e = NLMSG_DATA(nh);
-
-				err = e->error;
-				done = 1;
-				break;
-			}
-			fn(nh, ctx);
-		}
-	}
-out_buf:
-	free(buf);
-out_fd:
-	close(fd);
-	return err;
-}
 
 /* Attributes of a message after its fixed header of hdrlen bytes. */
 #define attr_for_each(a, start, len)                                 \
@@ -256,7 +199,7 @@ static void watch_nft(struct lf_hooks *hs)
 	/* Not loaded: no chains (and asking would load the module). */
 	if (!nft_present())
 		return;
-	nl_dump(NETLINK_NETFILTER, &req, sizeof(req), nft_chain_msg, hs);
+	lf_nl_dump(NETLINK_NETFILTER, &req, sizeof(req), nft_chain_msg, hs);
 }
 
 /* --- legacy iptables / ip6tables --- */
@@ -367,7 +310,7 @@ static void watch_tc(struct lf_hooks *hs, int ifindex)
 		req.tm.tcm_parent = parents[i].parent;
 		t.dir = parents[i].dir;
 		t.heads = t.filters = 0;
-		nl_dump(NETLINK_ROUTE, &req, sizeof(req), tc_filter_msg, &t);
+		lf_nl_dump(NETLINK_ROUTE, &req, sizeof(req), tc_filter_msg, &t);
 		if (t.heads && !t.filters)
 			lf_hooks_add(hs, LF_HOOK_TC, "%s filter on lo %s",
 				     t.kind, t.dir);
