@@ -128,6 +128,7 @@ $(O)/examples/%: examples/%.c | $(O)
 
 # Tests: unit tests (plain and ASan+UBSan), integration tests, helper tools.
 TESTLIB_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(TESTLIB_SRCS) $(COMMON_SRCS))
+.SECONDARY: $(TESTLIB_OBJS)
 
 $(O)/tests/unit-%: tests/unit/%.c | $(O)
 	$(call msg,CC,$@)

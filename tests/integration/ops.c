@@ -744,91 +744,21 @@ static int pair_state(int family, const char *addr)
 
 /* --- filter hooks, one of each kind (in the private netns) --- */
 
-/* "r0 = ret; exit" of a program type; fd or -errno. */
-static int prog_load_ret(int type, int expected, int ret)
-{
-	struct bpf_insn prog[] = {
-		{ .code = BPF_ALU64 | BPF_MOV | BPF_K,
-		  .dst_reg = 0,
-		  .imm = ret },
-		{ .code = BPF_JMP | BPF_EXIT },
-	};
-	union bpf_attr attr;
-	int fd;
-
-	memset(&attr, 0, sizeof(attr));
-	attr.prog_type = type;
-	attr.expected_attach_type = expected;
-	attr.insns = (uintptr_t)prog;
-	attr.insn_cnt = 2;
-	attr.license = (uintptr_t) "GPL";
-	snprintf(attr.prog_name, sizeof(attr.prog_name), "lfops_hook");
-	fd = syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
-	return fd < 0 ? -errno : fd;
-}
-
-/* Kernel ABI values newer than Debian 12's UAPI headers. */
-#define OPS_BPF_PROG_TYPE_NETFILTER 32
-#define OPS_BPF_NETFILTER 45
-#define OPS_BPF_TCX_INGRESS 46
-
-/* BPF_LINK_CREATE for netfilter (kernel 6.4+). */
-struct ops_nf_link_attr {
-	__u32 prog_fd;
-	__u32 target_fd;
-	__u32 attach_type;
-	__u32 flags;
-	__u32 pf;
-	__u32 hooknum;
-	__s32 priority;
-	__u32 nf_flags;
-	__u8 pad[96];
-};
-
-static int link_create(int pfd, int ifindex, int type, __u32 flags)
-{
-	union bpf_attr attr;
-	int fd;
-
-	memset(&attr, 0, sizeof(attr));
-	attr.link_create.prog_fd = pfd;
-	attr.link_create.target_ifindex = ifindex;
-	attr.link_create.attach_type = type;
-	attr.link_create.flags = flags;
-	fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
-	return fd < 0 ? -errno : fd;
-}
-
 static int hook_nft_add(void)
 {
-	return sh("nft add table inet lfops && nft add chain inet lfops in "
-		  "'{ type filter hook input priority 0; }'");
+	return lf_hook_nft_add("lfops");
 }
 
 static int hook_nft_del(void)
 {
-	return sh("nft delete table inet lfops");
+	return lf_hook_nft_del("lfops");
 }
 
-static int hook_ipt_add(void)
+/* The BPF hooks are links: removing one is closing it. */
+static int hook_link_keep(int fd)
 {
-	return sh("iptables-legacy -A OUTPUT -o lo -j ACCEPT");
-}
-
-static int hook_ipt_del(void)
-{
-	return sh("iptables-legacy -F OUTPUT");
-}
-
-static int hook_tc_add(void)
-{
-	return sh("tc qdisc add dev lo clsact && tc filter add dev lo "
-		  "ingress protocol all prio 1 u32 match u32 0 0 flowid 1:1");
-}
-
-static int hook_tc_del(void)
-{
-	return sh("tc qdisc del dev lo clsact");
+	hook_link = fd;
+	return fd < 0 ? fd : 0;
 }
 
 static int hook_link_del(void)
@@ -839,48 +769,17 @@ static int hook_link_del(void)
 
 static int hook_tcx_add(void)
 {
-	int pfd = prog_load_ret(BPF_PROG_TYPE_SCHED_CLS, OPS_BPF_TCX_INGRESS,
-				0 /* TC_ACT_OK */);
-
-	if (pfd < 0)
-		return pfd;
-	hook_link =
-		link_create(pfd, if_nametoindex("lo"), OPS_BPF_TCX_INGRESS, 0);
-	close(pfd);
-	return hook_link < 0 ? hook_link : 0;
+	return hook_link_keep(lf_hook_tcx_lo());
 }
 
 static int hook_xdp_add(void)
 {
-	int pfd = prog_load_ret(BPF_PROG_TYPE_XDP, BPF_XDP, XDP_PASS);
-
-	if (pfd < 0)
-		return pfd;
-	hook_link = link_create(pfd, if_nametoindex("lo"), BPF_XDP,
-				XDP_FLAGS_SKB_MODE);
-	close(pfd);
-	return hook_link < 0 ? hook_link : 0;
+	return hook_link_keep(lf_hook_xdp_lo());
 }
 
 static int hook_nf_add(void)
 {
-	struct ops_nf_link_attr attr;
-	int pfd = prog_load_ret(OPS_BPF_PROG_TYPE_NETFILTER, OPS_BPF_NETFILTER,
-				1 /* NF_ACCEPT */);
-
-	if (pfd < 0)
-		return pfd;
-	memset(&attr, 0, sizeof(attr));
-	attr.prog_fd = pfd;
-	attr.attach_type = OPS_BPF_NETFILTER;
-	attr.pf = 2; /* NFPROTO_IPV4 */
-	attr.hooknum = 1; /* NF_INET_LOCAL_IN */
-	attr.priority = -128;
-	hook_link = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
-	if (hook_link < 0)
-		hook_link = -errno;
-	close(pfd);
-	return hook_link < 0 ? hook_link : 0;
+	return hook_link_keep(lf_hook_nf_link());
 }
 
 static int hook_cg_add(void)
@@ -904,8 +803,9 @@ static const struct hook_kind {
 	int (*del)(void);
 } hook_kinds[] = {
 	{ "nftables", "nft", hook_nft_add, hook_nft_del },
-	{ "iptables-legacy", "iptables-legacy", hook_ipt_add, hook_ipt_del },
-	{ "tc", "tc", hook_tc_add, hook_tc_del },
+	{ "iptables-legacy", "iptables-legacy", lf_hook_ipt_add,
+	  lf_hook_ipt_del },
+	{ "tc", "tc", lf_hook_tc_add, lf_hook_tc_del },
 	{ "tcx", NULL, hook_tcx_add, hook_link_del },
 	{ "xdp", NULL, hook_xdp_add, hook_link_del },
 	{ "cgroup-bpf", NULL, hook_cg_add, hook_cg_del },

@@ -10,14 +10,10 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
-#include <linux/bpf.h>
-#include <linux/if_link.h>
-#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -135,150 +131,50 @@ static void veto_course(const char *what, hook_fn add, hook_fn del,
 
 static int nft_add(void)
 {
-	return lf_sh("nft add table inet lftest && "
-		     "nft add chain inet lftest in "
-		     "'{ type filter hook input priority 0; }'");
+	return lf_hook_nft_add("lftest");
 }
 
 static int nft_del(void)
 {
-	return lf_sh("nft delete table inet lftest");
-}
-
-static int ipt_add(void)
-{
-	return lf_sh("iptables-legacy -A OUTPUT -o lo -j ACCEPT");
-}
-
-static int ipt_del(void)
-{
-	return lf_sh("iptables-legacy -F OUTPUT");
+	return lf_hook_nft_del("lftest");
 }
 
 static int tc_add(void)
 {
-	return lf_sh(
-		"tc qdisc add dev lo clsact && tc filter add dev lo "
-		"ingress protocol all prio 1 u32 match u32 0 0 flowid 1:1");
+	return lf_hook_tc_add();
 }
 
 static int tc_del(void)
 {
-	return lf_sh("tc qdisc del dev lo clsact");
+	return lf_hook_tc_del();
 }
 
-/* XDP_PASS on lo, generic mode, through a BPF link. */
+/* The BPF hooks are links: removing one is closing it. */
+static int link_keep(int fd)
+{
+	xdp_link = fd;
+	return fd < 0 ? fd : 0;
+}
+
 static int xdp_add(void)
 {
-	struct bpf_insn prog[] = {
-		{ .code = BPF_ALU64 | BPF_MOV | BPF_K,
-		  .dst_reg = 0,
-		  .imm = XDP_PASS },
-		{ .code = BPF_JMP | BPF_EXIT },
-	};
-	union bpf_attr attr;
-	int pfd;
+	return link_keep(lf_hook_xdp_lo());
+}
 
-	memset(&attr, 0, sizeof(attr));
-	attr.prog_type = BPF_PROG_TYPE_XDP;
-	attr.expected_attach_type = BPF_XDP;
-	attr.insns = (uintptr_t)prog;
-	attr.insn_cnt = 2;
-	attr.license = (uintptr_t) "GPL";
-	pfd = syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
-	if (pfd < 0)
-		return -errno;
-	memset(&attr, 0, sizeof(attr));
-	attr.link_create.prog_fd = pfd;
-	attr.link_create.target_ifindex = if_nametoindex("lo");
-	attr.link_create.attach_type = BPF_XDP;
-	attr.link_create.flags = XDP_FLAGS_SKB_MODE;
-	xdp_link = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
-	close(pfd);
-	return xdp_link < 0 ? -errno : 0;
+static int tcx_add(void)
+{
+	return link_keep(lf_hook_tcx_lo());
+}
+
+static int nf_add(void)
+{
+	return link_keep(lf_hook_nf_link());
 }
 
 static int xdp_del(void)
 {
 	lf_close(&xdp_link);
 	return 0;
-}
-
-/* "r0 = ret; exit" of a type, for the hooks below. */
-static int prog_load_ret(int type, int expected, int ret)
-{
-	struct bpf_insn prog[] = {
-		{ .code = BPF_ALU64 | BPF_MOV | BPF_K,
-		  .dst_reg = 0,
-		  .imm = ret },
-		{ .code = BPF_JMP | BPF_EXIT },
-	};
-	union bpf_attr attr;
-	int fd;
-
-	memset(&attr, 0, sizeof(attr));
-	attr.prog_type = type;
-	attr.expected_attach_type = expected;
-	attr.insns = (uintptr_t)prog;
-	attr.insn_cnt = 2;
-	attr.license = (uintptr_t) "GPL";
-	fd = syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
-	return fd < 0 ? -errno : fd;
-}
-
-/* Kernel ABI values newer than Debian 12's UAPI headers. */
-#define LF_BPF_PROG_TYPE_NETFILTER 32
-#define LF_BPF_NETFILTER 45
-#define LF_BPF_TCX_INGRESS 46
-
-/* BPF_LINK_CREATE's layout for netfilter (kernel 6.4+). */
-struct nf_link_attr {
-	__u32 prog_fd;
-	__u32 target_fd;
-	__u32 attach_type;
-	__u32 flags;
-	__u32 pf;
-	__u32 hooknum;
-	__s32 priority;
-	__u32 nf_flags;
-	__u8 pad[96];
-};
-
-/* A netfilter BPF link on IPv4 LOCAL_IN that accepts everything. */
-static int nf_add(void)
-{
-	struct nf_link_attr attr;
-	int pfd = prog_load_ret(LF_BPF_PROG_TYPE_NETFILTER, LF_BPF_NETFILTER,
-				1 /* NF_ACCEPT */);
-
-	if (pfd < 0)
-		return pfd;
-	memset(&attr, 0, sizeof(attr));
-	attr.prog_fd = pfd;
-	attr.attach_type = LF_BPF_NETFILTER;
-	attr.pf = 2; /* NFPROTO_IPV4 */
-	attr.hooknum = 1; /* NF_INET_LOCAL_IN */
-	attr.priority = -128;
-	xdp_link = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
-	close(pfd);
-	return xdp_link < 0 ? -errno : 0;
-}
-
-/* A tcx program on lo ingress (TC_ACT_OK). */
-static int tcx_add(void)
-{
-	union bpf_attr attr;
-	int pfd = prog_load_ret(BPF_PROG_TYPE_SCHED_CLS, LF_BPF_TCX_INGRESS, 0);
-
-	if (pfd < 0)
-		return pfd;
-	memset(&attr, 0, sizeof(attr));
-	attr.link_create.prog_fd = pfd;
-	attr.link_create.target_ifindex = if_nametoindex("lo");
-	attr.link_create.attach_type = LF_BPF_TCX_INGRESS;
-	xdp_link = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
-	close(pfd);
-	return xdp_link < 0 ? -errno : 0;
 }
 
 static int cg_add(void)
@@ -306,7 +202,7 @@ Test(veto, iptables_legacy_rule)
 	if (lf_sh("command -v iptables-legacy >/dev/null"))
 		cr_assert_fail(
 			"iptables-legacy is missing: make check installs the iptables package (scripts/deps.sh)");
-	veto_course("iptables-legacy", ipt_add, ipt_del,
+	veto_course("iptables-legacy", lf_hook_ipt_add, lf_hook_ipt_del,
 		    "hook iptables-legacy iptables table filter");
 }
 

@@ -133,6 +133,21 @@ int lf_env_collect_links(struct lf_env *env);
 int lf_filter_hook_add(struct lf_env *env);
 int lf_filter_hook_remove(struct lf_env *env, int prog_fd);
 
+/*
+ * One packet-filter hook of each kind in the calling thread's network
+ * namespace (hooks.c). The BPF ones return a link fd (close it to remove
+ * the hook) or -errno; the others 0 or the command's exit status.
+ */
+int lf_hook_xdp_lo(void);
+int lf_hook_tcx_lo(void);
+int lf_hook_nf_link(void);
+int lf_hook_nft_add(const char *table); /* an inet input base chain */
+int lf_hook_nft_del(const char *table);
+int lf_hook_ipt_add(void); /* a legacy iptables rule */
+int lf_hook_ipt_del(void);
+int lf_hook_tc_add(void); /* clsact + a u32 filter on lo ingress */
+int lf_hook_tc_del(void);
+
 /* Does a BPF link with this id exist? 1, 0 or -errno. */
 int lf_link_exists(unsigned int id);
 
