@@ -39,9 +39,8 @@ TestSuite(bench, .fini = teardown, .timeout = 300);
 /* Run argv in its own process group; its exit status, or -errno. */
 static int run_bounded(char *const argv[], int timeout_ms)
 {
-	int64_t deadline = lf_now_ms() + timeout_ms;
-	int status;
-	pid_t pid, r;
+	int status, r;
+	pid_t pid;
 
 	pid = fork();
 	if (pid < 0)
@@ -53,21 +52,14 @@ static int run_bounded(char *const argv[], int timeout_ms)
 			strerror(errno));
 		_exit(127);
 	}
-	for (;;) {
-		r = waitpid(pid, &status, WNOHANG);
-		if (r == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) :
-						   128 + WTERMSIG(status);
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (lf_now_ms() >= deadline) {
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			return -ETIMEDOUT;
-		}
-		lf_sleep_ms(20);
-	}
+	r = lf_wait_pid(pid, &status, timeout_ms);
+	if (!r)
+		return WIFEXITED(status) ? WEXITSTATUS(status) :
+					   128 + WTERMSIG(status);
+	kill(-pid, SIGKILL);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return r;
 }
 
 /* The whole file as a NUL-terminated string (asserts). */

@@ -66,24 +66,6 @@ static void fmt_path(char *buf, size_t size, const char *fmt, ...)
 	cr_assert(n >= 0 && (size_t)n < size, "path too long: %s", buf);
 }
 
-/* Wait (bounded) for pid. 0 with *status, or -ETIMEDOUT. */
-static int wait_pid(pid_t pid, int *status, int timeout_ms)
-{
-	int64_t deadline = lf_now_ms() + timeout_ms;
-	pid_t r;
-
-	for (;;) {
-		r = waitpid(pid, status, WNOHANG);
-		if (r == pid)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (lf_now_ms() >= deadline)
-			return -ETIMEDOUT;
-		lf_sleep_ms(5);
-	}
-}
-
 /* --- the config file --- */
 
 static char conf[PATH_MAX]; /* /tmp/lftest-<pid>-cfg.conf */
@@ -921,9 +903,9 @@ static void as_nobody(const char *const *cmds, int n, struct nobody_res *res)
 		got += r;
 	}
 	close(pfd[0]);
-	if (wait_pid(pid, &st, 2000)) {
+	if (lf_wait_pid(pid, &st, 2000)) {
 		kill(pid, SIGKILL);
-		wait_pid(pid, &st, STOP_MS);
+		lf_wait_pid(pid, &st, STOP_MS);
 	}
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
 			  got == n * (int)sizeof(*res),
@@ -1090,9 +1072,9 @@ static void run_as(struct out *o, uid_t uid, const char *input, int timeout_ms,
 	if (ep[0] >= 0)
 		close(ep[0]);
 	i = (int)(deadline - lf_now_ms());
-	if (wait_pid(pid, &st, (i > 0 ? i : 0) + 1000)) {
+	if (lf_wait_pid(pid, &st, (i > 0 ? i : 0) + 1000)) {
 		kill(pid, SIGKILL);
-		wait_pid(pid, &st, STOP_MS);
+		lf_wait_pid(pid, &st, STOP_MS);
 		cr_assert_fail("'%s' did not end in %d ms", o->what,
 			       timeout_ms);
 	}

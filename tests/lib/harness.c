@@ -345,8 +345,7 @@ out_close:
 	return pid;
 }
 
-/* Wait for pid (bounded). 0 with *status, or -ETIMEDOUT. */
-static int wait_pid(pid_t pid, int *status, int timeout_ms)
+int lf_wait_pid(pid_t pid, int *status, int timeout_ms)
 {
 	int64_t deadline = lf_now_ms() + timeout_ms;
 	pid_t r;
@@ -437,7 +436,8 @@ int lf_env_daemon_start(struct lf_env *env)
 		lf_env_dump_log(env);
 		if (env->daemon) {
 			kill(env->daemon, SIGKILL);
-			wait_pid(env->daemon, &env->daemon_status, LF_STOP_MS);
+			lf_wait_pid(env->daemon, &env->daemon_status,
+				    LF_STOP_MS);
 			env->daemon = 0;
 		}
 	}
@@ -450,10 +450,10 @@ int lf_env_daemon_wait(struct lf_env *env, int timeout_ms)
 
 	if (!env->daemon)
 		return 0;
-	err = wait_pid(env->daemon, &status, timeout_ms);
+	err = lf_wait_pid(env->daemon, &status, timeout_ms);
 	if (err == -ETIMEDOUT) {
 		kill(env->daemon, SIGKILL);
-		wait_pid(env->daemon, &status, LF_STOP_MS);
+		lf_wait_pid(env->daemon, &status, LF_STOP_MS);
 	}
 	env->daemon = 0;
 	env->daemon_status = status;
@@ -484,10 +484,10 @@ static int run_unload(struct lf_env *env, const char *pin_dir)
 	pid = spawn(env, argv);
 	if (pid < 0)
 		return pid;
-	err = wait_pid(pid, &status, LF_UNLOAD_MS);
+	err = lf_wait_pid(pid, &status, LF_UNLOAD_MS);
 	if (err) {
 		kill(pid, SIGKILL);
-		wait_pid(pid, &status, LF_STOP_MS);
+		lf_wait_pid(pid, &status, LF_STOP_MS);
 		return err;
 	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;

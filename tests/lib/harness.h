@@ -235,6 +235,10 @@ int lf_netns_new(void);
 int lf_netns_enter(int nsfd);
 int lf_netns_restore(void);
 
+/* Wait (bounded, polling) for child pid: 0 with *status, -ETIMEDOUT, or
+ * -errno. The child is left running on timeout. */
+int lf_wait_pid(pid_t pid, int *status, int timeout_ms);
+
 /* Run a shell command; its exit status or -errno. */
 int lf_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
