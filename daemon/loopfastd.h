@@ -113,7 +113,7 @@ struct lf_watch *lf_watch_open(void);
 void lf_watch_close(struct lf_watch *w);
 /* The event sockets to poll (at most 2); readable: drain, then rescan. */
 int lf_watch_fds(struct lf_watch *w, int *fds);
-void lf_watch_drain(struct lf_watch *w, int fd);
+void lf_watch_drain(int fd);
 void lf_watch_scan(struct lf_watch *w, struct lf_hooks *hs, const char *cgroup);
 
 int lf_daemon_set_mode(struct lf_daemon *d, int mode);

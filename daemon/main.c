@@ -388,8 +388,6 @@ static void daemon_watch(struct lf_daemon *d)
 
 	if (!now)
 		return;
-	if (!d->watch)
-		d->watch = lf_watch_open();
 	lf_watch_scan(d->watch, now, d->opts.cgroup);
 	if (!lf_hooks_equal(&d->hooks, now))
 		hooks_log_diff(&d->hooks, now, d->opts.filter_ignore);
@@ -550,7 +548,7 @@ static void signals_read(struct lf_daemon *d, int sfd)
 static int daemon_loop(struct lf_daemon *d, int sfd)
 {
 	struct pollfd pfds[4 + LF_CTL_MAX_CLIENTS];
-	int wfds[2], nw, i;
+	int wfds[2], nw, i, changed;
 	__u64 next = 0, now;
 	int n, timeout, pending;
 
@@ -563,8 +561,6 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 		pfds[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 		pfds[1] = (struct pollfd){ .fd = d->ctl_fd, .events = POLLIN };
 		n = 2;
-		if (!d->watch)
-			d->watch = lf_watch_open();
 		nw = lf_watch_fds(d->watch, wfds);
 		for (i = 0; i < nw; i++)
 			pfds[n++] = (struct pollfd){ .fd = wfds[i],
@@ -588,14 +584,14 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 		if (pfds[1].revents)
 			lf_ctl_serve(d, d->ctl_fd);
 		/* A filter changed: look now, not at the next heartbeat. */
-		for (i = 0; i < nw; i++)
-			if (pfds[2 + i].revents)
-				lf_watch_drain(d->watch, pfds[2 + i].fd);
+		changed = 0;
 		for (i = 0; i < nw; i++)
 			if (pfds[2 + i].revents) {
-				daemon_publish(d);
-				break;
+				lf_watch_drain(pfds[2 + i].fd);
+				changed = 1;
 			}
+		if (changed)
+			daemon_publish(d);
 		lf_ctl_handle(d, pfds + 2 + nw, n - 2 - nw);
 	}
 	return 0;
@@ -689,6 +685,8 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 	d->cfg.mode = d->opts.mode;
 	d->cfg.detour_limit = d->opts.detour_limit;
 	d->cfg.release_run = d->opts.release_run;
+	/* The filter watch comes first: the first heartbeat carries a veto. */
+	d->watch = lf_watch_open();
 	err = daemon_publish(d);
 	if (!err)
 		err = lf_dp_attach(&d->dp, &d->opts);
@@ -708,12 +706,12 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 	sd_notify_msg("STOPPING=1");
 	lf_ctl_close_all(d);
 	lf_release_free(d);
-	lf_watch_close(d->watch);
-	d->watch = NULL;
 	close(sfd);
 	close(d->ctl_fd);
 	unlink(d->opts.socket);
 out_dp:
+	lf_watch_close(d->watch);
+	d->watch = NULL;
 	lf_dp_close(&d->dp);
 	if (!err && d->quit == 2) {
 		err = lf_dp_unload(d->opts.pin_dir);

@@ -419,11 +419,10 @@ int lf_watch_fds(struct lf_watch *w, int *fds)
 	return n;
 }
 
-void lf_watch_drain(struct lf_watch *w, int fd)
+void lf_watch_drain(int fd)
 {
 	char buf[8192];
 
-	(void)w;
 	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
 		;
 }
