@@ -44,18 +44,19 @@ static int shim_at(char *out, size_t size, const char *dir, const char *name)
 }
 
 /*
- * The shim that belongs to this loopfastctl: $LOOPFAST_SHIM, then next to
- * the binary (the build tree), then ../lib (an installed PREFIX).
+ * The shim to preload: --shim, else $LOOPFAST_SHIM, else the one that
+ * belongs to this loopfastctl: next to the binary (the build tree), then
+ * ../lib (an installed PREFIX).
  */
-static int shim_find(char *out, size_t size)
+static int shim_find(const char *given, char *out, size_t size)
 {
-	const char *env = getenv("LOOPFAST_SHIM");
+	const char *want = given ? given : getenv("LOOPFAST_SHIM");
 	char exe[PATH_MAX], *slash;
 	ssize_t n;
 
-	if (env && *env) {
-		if (!realpath(env, out) && snprintf(out, size, "%s", env) < 0)
-			return -EINVAL;
+	if (want && *want) {
+		if (size < PATH_MAX || !realpath(want, out))
+			return -ENOENT;
 		return file_readable(out) ? 0 : -ENOENT;
 	}
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -211,11 +212,9 @@ int lf_run_main(const char *socket, int argc, char **argv)
 	first = run_parse(&o, argc, argv);
 	if (first <= 0)
 		return first ? 2 : 0;
-	if (o.shim)
-		setenv("LOOPFAST_SHIM", o.shim, 1);
-	err = shim_find(shim, sizeof(shim));
+	err = shim_find(o.shim, shim, sizeof(shim));
 	if (err) {
-		pr_err("cannot find %s (looked at $LOOPFAST_SHIM, next to loopfastctl and in ../lib); build it with 'make' or pass --shim PATH",
+		pr_err("cannot find %s (looked at --shim, $LOOPFAST_SHIM, next to loopfastctl and in ../lib); build it with 'make' or pass --shim PATH",
 		       SHIM_NAME);
 		return 127;
 	}
