@@ -584,15 +584,16 @@ static __always_inline void release_check(struct lf_conn *c, struct lf_sk *s,
 					  struct lf_config *cfg)
 {
 	__u32 streak = c->run[d];
+	int due;
 
 	if (c->run[!d])
 		c->run[!d] = 0;
-	if (!lf_release_due(&streak, len, cfg->release_run)) {
+	due = lf_release_due(&streak, len, cfg->release_run);
+	/* Shared with the other direction's CPU: write only a change. */
+	if (c->run[d] != streak)
 		c->run[d] = streak;
-		return;
-	}
-	c->run[d] = streak;
-	release_mark(c, s);
+	if (due)
+		release_mark(c, s);
 }
 
 /*
