@@ -93,25 +93,57 @@ static int probe_kernel(char *why, size_t size)
 	return -ENOTSUP;
 }
 
-/* A kernel config option from /proc/config.gz or /boot/config-*. */
-static int kconfig_has(const char *opt)
+/*
+ * The "=y" options of the running kernel's config (/proc/config.gz, else
+ * /boot/config-<release>), read once, as a malloc'ed string; NULL if none.
+ */
+static char *kconfig_read(void)
 {
-	char cmd[512], path[256];
+	char cmd[320], *buf = NULL;
+	size_t len = 0, n;
 	struct utsname u;
-	int st;
+	FILE *f;
 
 	uname(&u);
-	snprintf(path, sizeof(path), "/boot/config-%s", u.release);
 	if (!access("/proc/config.gz", R_OK))
-		snprintf(cmd, sizeof(cmd),
-			 "zcat /proc/config.gz 2>/dev/null | grep -qx '%s=y'",
-			 opt);
-	else if (!access(path, R_OK))
-		snprintf(cmd, sizeof(cmd), "grep -qx '%s=y' %s", opt, path);
+		snprintf(cmd, sizeof(cmd), "zcat /proc/config.gz 2>/dev/null");
 	else
-		return -ENOENT;
-	st = system(cmd);
-	return st == 0 ? 1 : 0;
+		snprintf(cmd, sizeof(cmd),
+			 "cat /boot/config-%.200s 2>/dev/null", u.release);
+	f = popen(cmd, "r");
+	if (!f)
+		return NULL;
+	for (;;) {
+		char *p = realloc(buf, len + 65536 + 1);
+
+		if (!p)
+			break;
+		buf = p;
+		n = fread(buf + len, 1, 65536, f);
+		len += n;
+		if (n < 65536)
+			break;
+	}
+	pclose(f);
+	if (buf)
+		buf[len] = '\0';
+	if (!len) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* Is "OPT=y" a line of the config text? */
+static int kconfig_has(const char *text, const char *opt)
+{
+	size_t n = strlen(opt);
+	const char *p;
+
+	for (p = text; (p = strstr(p, opt)); p += n)
+		if ((p == text || p[-1] == '\n') && !strncmp(p + n, "=y\n", 3))
+			return 1;
+	return 0;
 }
 
 static int probe_kconfig(char *why, size_t size)
@@ -121,22 +153,21 @@ static int probe_kconfig(char *why, size_t size)
 		"CONFIG_BPF_STREAM_PARSER", "CONFIG_NET_SOCK_MSG",
 		"CONFIG_DEBUG_INFO_BTF",
 	};
+	char *text = kconfig_read();
 	size_t i, n = 0;
-	int r;
 
 	why[0] = '\0';
-	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
-		r = kconfig_has(need[i]);
-		if (r < 0) {
-			snprintf(
-				why, size,
-				"no kernel config found (/proc/config.gz, /boot/config-*); the probes below test the kernel directly");
-			return 1;
-		}
-		if (!r)
+	if (!text) {
+		snprintf(
+			why, size,
+			"no kernel config found (/proc/config.gz, /boot/config-*); the probes below test the kernel directly");
+		return 1;
+	}
+	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (!kconfig_has(text, need[i]))
 			n += snprintf(why + n, n < size ? size - n : 0,
 				      "%s%s=y", n ? ", " : "missing ", need[i]);
-	}
+	free(text);
 	return n ? -ENOTSUP : 0;
 }
 
