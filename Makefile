@@ -52,6 +52,7 @@ SHIM_SRCS := $(wildcard shim/*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/unit-%,$(UNIT_SRCS))
 UNIT_ASAN_BINS := $(patsubst tests/unit/%.c,$(O)/tests/asan-unit-%,$(UNIT_SRCS))
 IT_BINS := $(patsubst tests/integration/%.c,$(O)/tests/it-%,$(IT_SRCS))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(O)/tests/fuzz-%,$(FUZZ_SRCS))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
 EXAMPLE_BINS := $(patsubst examples/%.c,$(O)/examples/%,$(EXAMPLE_SRCS))
 
@@ -163,7 +164,6 @@ tests: all $(UNIT_BINS) $(UNIT_ASAN_BINS) $(IT_BINS) $(TOOL_BINS) $(FUZZ_BINS) \
 FUZZ_TIME ?= 60
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	      -D_GNU_SOURCE -Icommon -Iinclude $(WARN)
-FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(O)/tests/fuzz-%,$(FUZZ_SRCS))
 
 $(O)/tests/fuzz-%: tests/fuzz/%.c $(COMMON_SRCS) | $(O)
 	$(call msg,FUZZ-CC,$@)
