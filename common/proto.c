@@ -7,10 +7,14 @@
 
 #include "proto.h"
 
-static int line_take(struct lf_linebuf *lb, size_t end, lf_line_fn fn,
-		     void *ctx)
+/*
+ * Hand out the line ending at buf[nl] (the newline) and drop it, newline
+ * included: a '\r' removed before it does not move where the next starts.
+ */
+static int line_take(struct lf_linebuf *lb, size_t nl, lf_line_fn fn, void *ctx)
 {
 	char *line = lb->buf;
+	size_t end = nl;
 	int ret = 0;
 
 	line[end] = '\0';
@@ -18,8 +22,8 @@ static int line_take(struct lf_linebuf *lb, size_t end, lf_line_fn fn,
 		line[--end] = '\0';
 	if (end)
 		ret = fn(line, end, ctx);
-	lb->len -= end + 1;
-	memmove(lb->buf, lb->buf + end + 1, lb->len);
+	lb->len -= nl + 1;
+	memmove(lb->buf, lb->buf + nl + 1, lb->len);
 	return ret < 0 ? ret : 0;
 }
 
