@@ -131,11 +131,11 @@ $(O)/examples/%: examples/%.c | $(O)
 TESTLIB_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(TESTLIB_SRCS) $(COMMON_SRCS))
 .SECONDARY: $(TESTLIB_OBJS)
 
-$(O)/tests/unit-%: tests/unit/%.c | $(O)
+$(O)/tests/unit-%: tests/unit/%.c $(COMMON_SRCS) | $(O)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d $< $(COMMON_SRCS) -o $@ $(CRITERION_LIBS)
 
-$(O)/tests/asan-unit-%: tests/unit/%.c | $(O)
+$(O)/tests/asan-unit-%: tests/unit/%.c $(COMMON_SRCS) | $(O)
 	$(call msg,CC-ASAN,$@)
 	$(Q)$(CC) $(CFLAGS) $(SAN) $(DEPFLAGS) -MF $@.d $< $(COMMON_SRCS) -o $@ $(CRITERION_LIBS)
 
