@@ -158,17 +158,18 @@ tests: all $(UNIT_BINS) $(UNIT_ASAN_BINS) $(IT_BINS) $(TOOL_BINS) $(FUZZ_BINS) \
 	$(if $(BENCH_SRCS),$(O)/loopfast-bench) \
 	$(TOOL_ASAN_BINS) $(O)/asan/libloopfast.so
 
-# libFuzzer targets (clang): the control protocol and the config syntax.
+# libFuzzer targets (clang): the control protocol, the control client's
+# input and the config syntax; each links the pure common code only.
 # `make fuzz FUZZ_TIME=600` runs each for that many seconds; `make check`
 # runs each for 30.
 FUZZ_TIME ?= 60
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	      -D_GNU_SOURCE -Icommon -Iinclude $(WARN)
+FUZZ_COMMON := common/proto.c common/conf.c common/linebuf.c
 
-$(O)/tests/fuzz-%: tests/fuzz/%.c $(COMMON_SRCS) | $(O)
+$(O)/tests/fuzz-%: tests/fuzz/%.c $(FUZZ_COMMON) | $(O)
 	$(call msg,FUZZ-CC,$@)
-	$(Q)$(CLANG) $(FUZZ_FLAGS) -MMD -MP -MF $@.d $< \
-		$(filter common/proto.c common/conf.c,$(COMMON_SRCS)) -o $@
+	$(Q)$(CLANG) $(FUZZ_FLAGS) -MMD -MP -MF $@.d $< $(FUZZ_COMMON) -o $@
 
 fuzz: deps
 	$(Q)$(MAKE) --no-print-directory $(FUZZ_BINS)

@@ -23,6 +23,7 @@
 #include <bpf/bpf.h>
 #include <libgen.h>
 
+#include "linebuf.h"
 #include "log.h"
 #include "loopfastd.h"
 #include "proto.h"
@@ -410,9 +411,9 @@ struct lf_client {
 	int fd;
 	uid_t uid;
 	int closing; /* no more input; close once the output is out */
-	int discard; /* after a bad line: drop input, close at EOF */
+	int discard; /* after an overlong line: shut our side, close at EOF */
 	__u64 last_ns; /* last progress either way */
-	struct lf_linebuf in;
+	struct lf_ctl_in in; /* drops the input after an overlong line */
 	char *out;
 	size_t out_len, out_off;
 };
@@ -512,20 +513,30 @@ struct line_ctx {
 	struct lf_client *c;
 };
 
-static int client_line(char *line, size_t len, void *ctx)
+static int client_line(char *line, void *ctx)
 {
-	static const char nul[] = "FAIL bad input: a NUL byte in the line\n";
 	struct line_ctx *lc = ctx;
 	struct reply r = { 0 };
 	int err;
 
-	if (strlen(line) != len)
-		return client_queue(lc->c, nul, sizeof(nul) - 1);
 	ctl_run(lc->d, lc->c->uid, line, &r);
 	err = r.buf ? client_queue(lc->c, r.buf, r.len) : -ENOMEM;
 	free(r.buf);
 	return err;
 }
+
+static int client_nul(void *ctx)
+{
+	static const char nul[] = "FAIL bad input: a NUL byte in the line\n";
+	struct line_ctx *lc = ctx;
+
+	return client_queue(lc->c, nul, sizeof(nul) - 1);
+}
+
+static const struct lf_ctl_in_ops client_in_ops = {
+	.line = client_line,
+	.nul = client_nul,
+};
 
 /* Read what a client sent and answer every complete line. */
 static int client_input(struct lf_daemon *d, struct lf_client *c)
@@ -545,9 +556,7 @@ static int client_input(struct lf_daemon *d, struct lf_client *c)
 		return 0;
 	}
 	c->last_ns = now_ns();
-	if (c->discard)
-		return 0;
-	err = lf_linebuf_feed(&c->in, buf, n, client_line, &lc);
+	err = lf_ctl_in_feed(&c->in, buf, n, &client_in_ops, &lc);
 	if (err == -E2BIG) {
 		/*
 		 * Say why, then end our side; what the client still sends

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "linebuf.h"
 #include "proto.h"
 
 static int on_line(char *line, size_t len, void *ctx)
