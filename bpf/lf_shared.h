@@ -33,13 +33,9 @@ enum lf_mode {
 #define LF_DEFAULT_SOCKHASH_SIZE 65536
 #define LF_DEFAULT_DETOUR_LIMIT (4U << 20)
 /* Consecutive sends under LF_SMALL_SEND, with nothing coming back, that
- * mark a connection as a small-write stream for release (0: never). */
+ * send a connection to TCP for good as a small-write stream (0: never). */
 #define LF_DEFAULT_RELEASE_RUN 64
 #define LF_SMALL_SEND (32U << 10)
-/* A direction this many times release_run sends on the detour in a row
- * is a stream its reader cannot keep up with: TCP serves it as well. */
-#define LF_DETOUR_RELEASE_FACTOR 4
-#define LF_RELEASE_QUEUE 4096
 
 /* The single entry of the lf_config array map; loopfastd is its only writer. */
 struct lf_config {
@@ -67,7 +63,7 @@ struct lf_key {
 /* Per-socket storage (SK_STORAGE, BPF_F_CLONE: accepted sockets inherit). */
 #define LF_SK_CONN 0x1 /* conn/peer/dir below are valid */
 #define LF_SK_LOWAT 0x2 /* SO_RCVLOWAT above 1 is set on this socket */
-#define LF_SK_RELEASED 0x4 /* released to plain TCP: nothing to count */
+#define LF_SK_SERVED 0x4 /* libloopfast.so serves this socket's reads */
 
 struct lf_sk {
 	__u32 optin; /* the LOOPFAST_FAST_PATH flag */
@@ -77,16 +73,6 @@ struct lf_sk {
 	__u64 cookie; /* socket cookie, to tell key reuse apart */
 	struct lf_key conn; /* key of the connection in lf_conns (client's key) */
 	struct lf_key peer; /* the peer socket's key in lf_sockhash */
-	/*
-	 * The send call in progress, from sk_msg to the end of the call
-	 * (sock_send_length): the thread that owns it (0: none), the bytes
-	 * sk_msg counted and of those, the bytes it redirected. A second
-	 * thread sending at the same time uses lf_inflight instead.
-	 */
-	__u32 infl_tid;
-	__u32 infl_lru; /* 1 once a send of this socket used lf_inflight */
-	__u64 infl_counted;
-	__u64 infl_redir;
 };
 
 /* lf_conn.state */
@@ -101,31 +87,31 @@ enum lf_conn_state {
  * The per-connection slot both sockets point to, keyed by the client's
  * lf_key in lf_conns. Index [d] is direction d: 0 client->server,
  * 1 server->client.
+ *
+ * A direction has two routes, and one way between them: it redirects
+ * until the first of its bytes takes TCP, then takes TCP for good
+ * (tcp[d] = 1, never cleared). See "The ordering argument" in the README.
  */
 struct lf_conn {
 	__u32 state;
 	__u32 refs; /* sockets that will release this slot on close */
 	__u64 cookie[2]; /* socket cookie of the sender of direction d */
-	__u64 sent[2]; /* bytes the sender handed to the kernel */
-	__u64 read[2]; /* bytes the receiver has read */
-	__u32 detour[2]; /* 1 while direction d goes through TCP */
+	__u64 redir[2]; /* bytes of d handed to the redirect (never less) */
+	__u64 read[2]; /* bytes d's receiver has read, either route */
+	__u32 tcp[2]; /* 1: d takes TCP from now on, for good */
 	__u32 lowat[2]; /* 1 while d's receiver has SO_RCVLOWAT > 1 */
-	__u64 detours[2]; /* times direction d took the detour */
-	__u64 redirected[2]; /* bytes of direction d that skipped TCP */
-	/*
-	 * Release: a connection that streams small writes is slower
-	 * redirected than on TCP, which coalesces them. sk_msg marks it
-	 * (release = 1: every send takes TCP from then on) and queues its
-	 * key; loopfastd deletes both sockets from the sockhash once no
-	 * redirected byte is unread or still being queued, and the pair is
-	 * plain TCP with no per-send cost. It still counts as fast.
-	 */
-	__u32 release; /* 1: marked; both directions on TCP for good */
+	__u32 why[2]; /* enum lf_tcp_why: what sent d to TCP */
 	__u32 run[2]; /* d's consecutive small sends since d last received */
-	__u32 dtrun[2]; /* d's consecutive sends on the detour */
-	__u32 pad2;
-	__u64 redir_end[2]; /* d's sent offset after its last redirected byte */
-	__s64 busy[2]; /* d's redirected bytes whose send has not returned */
+};
+
+/* Why a direction left the redirect (lf_conn.why). */
+enum lf_tcp_why {
+	LF_WHY_NONE = 0,
+	LF_WHY_BACKLOG, /* its reader fell behind by more than the limit */
+	LF_WHY_LOWAT, /* its reader set SO_RCVLOWAT above 1 */
+	LF_WHY_SMALL, /* a small-write stream: TCP coalesces it better */
+	LF_WHY_STATE, /* sent before the pair completed, or after shutdown */
+	LF_WHY_PEER_GONE, /* the peer left the sockhash */
 };
 
 /* Index of each per-CPU counter in lf_stats. */
@@ -138,12 +124,13 @@ enum lf_stat {
 	LF_ST_REG_VETO,
 	LF_ST_REG_NO_HEARTBEAT,
 	LF_ST_REG_MAP_FULL,
+	LF_ST_REG_NOT_SERVED,
 	LF_ST_MSGS_REDIRECTED,
 	LF_ST_BYTES_REDIRECTED,
 	LF_ST_DETOURS,
 	LF_ST_MSGS_DETOURED,
 	LF_ST_BYTES_DETOURED,
-	LF_ST_RELEASE_MARKED,
+	LF_ST_TCP_SMALL,
 	LF_ST_MAX,
 };
 
@@ -155,6 +142,7 @@ enum lf_verdict {
 	LF_V_MODE_OFF,
 	LF_V_NO_HEARTBEAT,
 	LF_V_VETO,
+	LF_V_NOT_SERVED, /* an end whose reads the shim does not serve */
 };
 
 static inline __u32 lf_bswap32(__u32 x)
@@ -263,7 +251,8 @@ static inline int lf_heartbeat_fresh(__u64 heartbeat_ns, __u64 now_ns)
  * names the reason, in the order an operator would look for it.
  */
 static inline enum lf_verdict lf_policy(const struct lf_config *cfg,
-					__u64 now_ns, int optin, int loopback)
+					__u64 now_ns, int optin, int served,
+					int loopback)
 {
 	if (cfg->mode == LF_MODE_OFF)
 		return optin ? LF_V_MODE_OFF : LF_V_NOT_WANTED;
@@ -271,6 +260,8 @@ static inline enum lf_verdict lf_policy(const struct lf_config *cfg,
 		return LF_V_NOT_WANTED;
 	if (!loopback)
 		return LF_V_NOT_LOOPBACK;
+	if (!served)
+		return LF_V_NOT_SERVED;
 	if (!lf_heartbeat_fresh(cfg->heartbeat_ns, now_ns))
 		return LF_V_NO_HEARTBEAT;
 	if (cfg->veto)
@@ -290,55 +281,53 @@ static inline int lf_verdict_stat(enum lf_verdict v)
 		return LF_ST_REG_NO_HEARTBEAT;
 	case LF_V_VETO:
 		return LF_ST_REG_VETO;
+	case LF_V_NOT_SERVED:
+		return LF_ST_REG_NOT_SERVED;
 	default:
 		return -1;
 	}
 }
 
-/* What the sender of a direction does with its next message. */
-enum lf_route {
-	LF_ROUTE_REDIRECT = 0,
-	LF_ROUTE_TCP, /* stay on (or keep) the detour */
-	LF_ROUTE_TCP_START, /* start a detour now */
-};
-
-/*
- * The detour rule. backlog is sent - read before this message of len bytes.
- * Redirect while backlog + len stays within limit; once on the detour, come
- * back only when the receiver has read every byte sent (backlog 0), so its
- * redirected queue, which it reads first, can never overtake TCP's.
- */
 /*
  * Streak of direction d after a send of len bytes: small sends with
  * nothing received in between add up, anything else starts over. 1 when
  * the streak reached run (run 0: never).
  */
-static inline int lf_release_due(__u32 *streak, __u64 len, __u32 run)
+static inline int lf_small_due(__u32 *streak, __u64 len, __u32 run)
 {
 	*streak = len < LF_SMALL_SEND ? *streak + 1 : 0;
 	return run && *streak >= run;
 }
 
 /*
- * May loopfastd delete both sockets of a released connection from the
- * sockhash? Only when no redirected byte is unread (read past the last
- * redirected offset) nor still on its way (busy), in both directions.
+ * May the next len bytes of a direction that still redirects be
+ * redirected? Not when its receiver wants SO_RCVLOWAT (the redirect
+ * ignores it), nor when they would leave more than limit bytes
+ * redirected and unread. redir and read only ever over-estimate the
+ * backlog (redir counts before the bytes are queued), so the answer errs
+ * towards TCP. Returns LF_WHY_NONE to redirect, or why not.
  */
-static inline int lf_release_ready(const struct lf_conn *c)
+static inline enum lf_tcp_why lf_redirect_check(int lowat, __u64 redir,
+						__u64 read, __u64 len,
+						__u64 limit)
 {
-	return c->release && c->busy[0] == 0 && c->busy[1] == 0 &&
-	       c->read[0] >= c->redir_end[0] && c->read[1] >= c->redir_end[1];
+	__u64 backlog = redir > read ? redir - read : 0;
+
+	if (lowat)
+		return LF_WHY_LOWAT;
+	if (backlog > limit || len > limit - backlog)
+		return LF_WHY_BACKLOG;
+	return LF_WHY_NONE;
 }
 
-static inline enum lf_route
-lf_route_decide(int on_detour, int lowat, __u64 backlog, __u64 len, __u64 limit)
+/*
+ * Unread bytes of a direction that were redirected: its reader reads the
+ * redirected queue before TCP's, and nothing is redirected after the
+ * first TCP byte, so every byte read up to redir was a redirected one.
+ */
+static inline __u64 lf_unread_redirected(__u64 redir, __u64 read)
 {
-	if (on_detour)
-		return (backlog == 0 && !lowat) ? LF_ROUTE_REDIRECT :
-						  LF_ROUTE_TCP;
-	if (lowat || backlog > limit || len > limit - backlog)
-		return LF_ROUTE_TCP_START;
-	return LF_ROUTE_REDIRECT;
+	return redir > read ? redir - read : 0;
 }
 
 #endif /* LF_SHARED_H */

@@ -3,12 +3,13 @@
  * loopfast.bpf.c - the kernel side of the loopback fast path.
  *
  *   cgroup/setsockopt, cgroup/getsockopt  SOL_LOOPFAST: the opt-in flag
- *   sockops                               pairing at ESTABLISHED, release at CLOSE
- *   sk_msg                                redirect to the peer, or the detour
- *   tp_btf/sock_recv_length               bytes the receiver has read
+ *   sockops                               pairing at ESTABLISHED, slot at CLOSE
+ *   sk_msg                                redirect to the peer, or TCP for good
+ *   tp_btf/sock_recv_length or            bytes the receiver has read; loopfastd
+ *   fexit/tcp_bpf_recvmsg                 loads the one the kernel offers
  *
- * Only UAPI headers: the tracing program takes struct sock as an opaque
- * pointer that it hands to bpf_sk_storage_get().
+ * Only UAPI headers: the tracing programs take struct sock as an opaque
+ * pointer that they hand to bpf_sk_storage_get().
  */
 #include <linux/bpf.h>
 #include <linux/types.h>
@@ -17,10 +18,6 @@
 
 #include "lf_shared.h"
 
-/* The one field of the kernel's struct sock read here (CO-RE). */
-struct sock___lf {
-	void *sk_user_data;
-} __attribute__((preserve_access_index));
 #include "../include/loopfast.h"
 
 #define EINVAL 22
@@ -31,6 +28,7 @@ struct sock___lf {
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
 #define MSG_PEEK 2
+#define MSG_ERRQUEUE 0x2000
 
 struct sock;
 
@@ -69,31 +67,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lf_config);
 } lf_config SEC(".maps");
-
-/*
- * Bytes the sk_msg program counted during the send call a thread is in.
- * sock_send_length corrects the direction's sent count to what the call
- * really sent: a partly failed send frees what it could not push, and the
- * call after it reuses the last verdict without running the program.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_QUEUE);
-	__uint(max_entries, LF_RELEASE_QUEUE);
-	__type(value, struct lf_key);
-} lf_release SEC(".maps");
-
-struct lf_inflight {
-	__u64 cookie;
-	__u64 counted;
-	__u64 redirected; /* of counted, bytes redirected (busy) */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct lf_inflight);
-} lf_inflight SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -160,6 +133,28 @@ static __always_inline int sockopt_rcvlowat(struct bpf_sockopt *ctx)
 	return 1;
 }
 
+/*
+ * LOOPFAST_SERVED: libloopfast.so says it serves this socket's reads
+ * (EAGAIN waited out, splice and MSG_WAITALL emulated). Only such sockets
+ * are redirected into: without the shim the kernel's sockmap read path is
+ * not TCP's (see the README). Accepted sockets inherit it.
+ */
+static __always_inline int sockopt_served(struct bpf_sockopt *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct lf_sk *s;
+
+	if (!sk || !sock_is_tcp(sk))
+		return sockopt_fail(EINVAL);
+	s = bpf_sk_storage_get(&lf_sk_store, sk, 0,
+			       BPF_SK_STORAGE_GET_F_CREATE);
+	if (!s)
+		return sockopt_fail(ENOPROTOOPT);
+	s->flags |= LF_SK_SERVED;
+	ctx->optlen = -1;
+	return 1;
+}
+
 SEC("cgroup/setsockopt")
 int lf_setsockopt(struct bpf_sockopt *ctx)
 {
@@ -174,6 +169,8 @@ int lf_setsockopt(struct bpf_sockopt *ctx)
 		return sockopt_rcvlowat(ctx);
 	if (level != SOL_LOOPFAST || !sk)
 		return 1;
+	if (optname == LOOPFAST_SERVED)
+		return sockopt_served(ctx);
 	if (optname != LOOPFAST_FAST_PATH)
 		return sockopt_fail(ENOPROTOOPT);
 	if (!sock_is_tcp(sk))
@@ -213,29 +210,33 @@ static __always_inline int sock_paired(struct bpf_sock *sk)
 }
 
 /*
- * LOOPFAST_INQ: what the peer sent and this socket has not read, while
- * the counters are kept (paired, and until a release took the socket out
- * of the sockhash); -1 otherwise.
+ * LOOPFAST_INQ: what the peer sent and this socket has not read, in both
+ * receive queues: the redirected bytes not read yet, plus TCP's: what TCP
+ * received (bytes_received) less what was read of it (every read past
+ * the redirected bytes). -1 when the socket is not paired.
  */
 static __always_inline int sock_inq(struct bpf_sock *sk)
 {
+	struct bpf_tcp_sock *tp;
 	struct lf_conn *c;
 	struct lf_sk *s;
-	__s64 n;
+	__u64 n, rd, tcp_read;
+	__u32 in;
 
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
 	if (!s || !(s->flags & LF_SK_CONN))
-		return -1;
-	/* Released and out of the sockhash: the kernel's FIONREAD is right. */
-	if (s->flags & LF_SK_RELEASED)
 		return -1;
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
 	if (!c || c->state != LF_CONN_PAIRED ||
 	    c->cookie[s->dir & 1] != s->cookie)
 		return -1;
-	n = (__s64)(c->sent[!(s->dir & 1)] - c->read[!(s->dir & 1)]);
-	if (n < 0)
-		return 0;
+	in = !(s->dir & 1);
+	rd = c->read[in];
+	n = lf_unread_redirected(c->redir[in], rd);
+	tcp_read = rd > c->redir[in] ? rd - c->redir[in] : 0;
+	tp = bpf_tcp_sock(sk);
+	if (tp && tp->bytes_received > tcp_read)
+		n += tp->bytes_received - tcp_read;
 	return n > 0x7fffffff ? 0x7fffffff : (int)n;
 }
 
@@ -250,7 +251,7 @@ int lf_getsockopt(struct bpf_sockopt *ctx)
 	if (ctx->level != SOL_LOOPFAST || !sk)
 		return 1;
 	if (optname != LOOPFAST_FAST_PATH && optname != LOOPFAST_STATE &&
-	    optname != LOOPFAST_INQ)
+	    optname != LOOPFAST_INQ && optname != LOOPFAST_SERVED)
 		return 1; /* the kernel's own ENOPROTOOPT stands */
 	if (!sock_is_tcp(sk))
 		return sockopt_fail(EINVAL);
@@ -260,6 +261,9 @@ int lf_getsockopt(struct bpf_sockopt *ctx)
 		*val = sock_paired(sk);
 	} else if (optname == LOOPFAST_INQ) {
 		*val = sock_inq(sk);
+	} else if (optname == LOOPFAST_SERVED) {
+		s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
+		*val = s ? !!(s->flags & LF_SK_SERVED) : 0;
 	} else {
 		s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
 		*val = s ? s->optin : 0;
@@ -303,7 +307,7 @@ static __always_inline enum lf_verdict ops_verdict(struct lf_sk *s,
 	if (!cfg)
 		return LF_V_NOT_WANTED;
 	return lf_policy(cfg, bpf_ktime_get_ns(), s && s->optin,
-			 lf_key_is_loopback(k));
+			 s && (s->flags & LF_SK_SERVED), lf_key_is_loopback(k));
 }
 
 static __always_inline void count_verdict(enum lf_verdict v)
@@ -331,8 +335,9 @@ static __always_inline void sk_bind_conn(struct bpf_sock_ops *skops,
 /*
  * Client side, connection just established. A wanted fast connection puts
  * the client into the sockhash and opens the slot as pending; the server's
- * side completes the pair. A client that wanted fast but may not records
- * the reason in the slot so the server does not count it again.
+ * side completes the pair. A loopback client that wanted fast but may not
+ * records the reason in the slot so the server does not count it again.
+ * A non-loopback connection gets no slot: its server is not here.
  */
 static __always_inline void ops_active(struct bpf_sock_ops *skops)
 {
@@ -351,18 +356,18 @@ static __always_inline void ops_active(struct bpf_sock_ops *skops)
 	if (v == LF_V_NOT_WANTED)
 		return;
 	count_verdict(v);
-	s = bpf_sk_storage_get(&lf_sk_store, sk, 0,
-			       BPF_SK_STORAGE_GET_F_CREATE);
-	if (!s)
+	if (v == LF_V_NOT_LOOPBACK || !s)
 		return;
 	cookie = bpf_get_socket_cookie(skops);
 	c.refs = 1;
 	c.cookie[0] = cookie;
 	c.lowat[1] = !!(s->flags & LF_SK_LOWAT);
 	c.state = v == LF_V_FAST ? LF_CONN_PENDING : LF_CONN_REGULAR;
-	if (bpf_map_update_elem(&lf_conns, &k, &c, BPF_ANY)) {
+	/* A slot already there is the server's: it was established first
+	 * (TCP Fast Open) and found no client. Stay regular. */
+	if (bpf_map_update_elem(&lf_conns, &k, &c, BPF_NOEXIST)) {
 		if (v == LF_V_FAST)
-			stat_add(LF_ST_REG_MAP_FULL, 1);
+			stat_add(LF_ST_REG_ONE_SIDE, 1);
 		return;
 	}
 	lf_key_reverse(&peer, &k);
@@ -385,6 +390,32 @@ static __always_inline void conn_abandon(struct lf_key *ck)
 	bpf_map_delete_elem(&lf_conns, ck);
 }
 
+/*
+ * A server that would go fast and finds no client slot: either the client
+ * did not ask, or it is not established yet (TCP Fast Open lets the
+ * server be first). A regular slot, held by the server, tells a late
+ * client to stay regular instead of waiting in the sockhash for life.
+ */
+static __always_inline void ops_passive_first(struct bpf_sock_ops *skops,
+					      struct bpf_sock *sk,
+					      struct lf_key *ck)
+{
+	struct lf_conn c = {};
+	struct lf_sk *s;
+	__u64 cookie;
+
+	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
+	if (!s)
+		return;
+	cookie = bpf_get_socket_cookie(skops);
+	c.refs = 1;
+	c.cookie[1] = cookie;
+	c.state = LF_CONN_REGULAR;
+	if (bpf_map_update_elem(&lf_conns, ck, &c, BPF_NOEXIST))
+		return;
+	sk_bind_conn(skops, s, ck, ck, 1, cookie);
+}
+
 /* Server side: complete the pair the client opened, or leave it regular. */
 static __always_inline void ops_passive(struct bpf_sock_ops *skops)
 {
@@ -402,9 +433,14 @@ static __always_inline void ops_passive(struct bpf_sock_ops *skops)
 	v = ops_verdict(s, &k);
 	c = bpf_map_lookup_elem(&lf_conns, &ck);
 	if (!c) {
-		/* The client did not ask: one side only, if the server did. */
-		if (v != LF_V_NOT_WANTED)
+		/*
+		 * The client did not ask: one side only, if the server did.
+		 * Not loopback: the client counted it, if it asked.
+		 */
+		if (v != LF_V_NOT_WANTED && v != LF_V_NOT_LOOPBACK)
 			stat_add(LF_ST_REG_ONE_SIDE, 1);
+		if (v == LF_V_FAST)
+			ops_passive_first(skops, sk, &ck);
 		return;
 	}
 	if (c->state != LF_CONN_PENDING) {
@@ -433,7 +469,10 @@ static __always_inline void ops_passive(struct bpf_sock_ops *skops)
 	stat_add(LF_ST_PAIRED, 1);
 }
 
-/* Last close of either end: drop its reference on the slot. */
+/*
+ * Last close of either end: drop its reference on the slot, and forget
+ * the connection in the socket (a socket may connect again).
+ */
 static __always_inline void ops_close(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
@@ -473,133 +512,81 @@ int lf_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-/* Where this send call's counts are kept until the call ends. */
-struct infl_ref {
-	struct lf_sk *s; /* in s->infl_*, or */
-	struct lf_inflight *e; /* in lf_inflight (another thread owns s's) */
-};
-
-static __always_inline struct lf_inflight *inflight_add(__u64 cookie, __u64 len)
+/* Direction d takes TCP from now on, for good. */
+static __always_inline void route_tcp(struct lf_conn *c, __u32 d,
+				      enum lf_tcp_why why)
 {
-	__u64 tid = bpf_get_current_pid_tgid();
-	struct lf_inflight *e, n = { .cookie = cookie, .counted = len };
-
-	e = bpf_map_lookup_elem(&lf_inflight, &tid);
-	if (e && e->cookie == cookie) {
-		e->counted += len;
-		return e;
-	}
-	bpf_map_update_elem(&lf_inflight, &tid, &n, BPF_ANY);
-	return bpf_map_lookup_elem(&lf_inflight, &tid);
+	if (c->tcp[d])
+		return;
+	c->why[d] = why;
+	c->tcp[d] = 1;
+	stat_add(LF_ST_DETOURS, 1);
 }
 
 /*
- * Count len bytes of this call. The socket's own slot serves the thread
- * that claims it (sends of one socket are serialised by its lock; the
- * slot is freed at the end of the call); a concurrent second thread
- * falls back to the per-thread LRU map.
+ * A small-write stream (release_run small sends in a row, nothing coming
+ * back) is faster on TCP, which coalesces it: both directions take TCP.
  */
-static __always_inline void infl_count(struct lf_sk *s, __u64 len,
-				       struct infl_ref *ref)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-
-	ref->s = NULL;
-	ref->e = NULL;
-	if (s->infl_tid == tid) {
-		s->infl_counted += len;
-		ref->s = s;
-		return;
-	}
-	if (!s->infl_tid &&
-	    __sync_val_compare_and_swap(&s->infl_tid, 0, tid) == 0) {
-		s->infl_counted = len;
-		s->infl_redir = 0;
-		ref->s = s;
-		return;
-	}
-	s->infl_lru = 1;
-	ref->e = inflight_add(s->cookie, len);
-}
-
-static __always_inline void infl_redirected(struct infl_ref *ref, __u64 len)
-{
-	if (ref->s)
-		ref->s->infl_redir += len;
-	else if (ref->e)
-		ref->e->redirected += len;
-}
-
-/* End of the call: what sk_msg counted and redirected for it. */
-static __always_inline void infl_take(struct lf_sk *s, __u64 *counted,
-				      __u64 *redirected)
-{
-	__u64 tid = bpf_get_current_pid_tgid();
-	struct lf_inflight *e;
-
-	*counted = *redirected = 0;
-	if (s->infl_tid == (__u32)tid) {
-		*counted = s->infl_counted;
-		*redirected = s->infl_redir;
-		s->infl_counted = 0;
-		s->infl_redir = 0;
-		__sync_lock_test_and_set(&s->infl_tid, 0);
-		return;
-	}
-	if (!s->infl_lru)
-		return;
-	e = bpf_map_lookup_elem(&lf_inflight, &tid);
-	if (!e)
-		return;
-	if (e->cookie == s->cookie) {
-		*counted = e->counted;
-		*redirected = e->redirected;
-	}
-	bpf_map_delete_elem(&lf_inflight, &tid);
-}
-
-/* A small-write stream: mark it for release and queue its key. */
-static __always_inline void release_mark(struct lf_conn *c, struct lf_sk *s)
-{
-	if (c->release || __sync_fetch_and_add(&c->release, 1))
-		return;
-	bpf_map_push_elem(&lf_release, &s->conn, BPF_ANY);
-	stat_add(LF_ST_RELEASE_MARKED, 1);
-}
-
-/* A long detour: the reader does not keep up; release the stream. */
-static __always_inline void release_detour(struct lf_conn *c, struct lf_sk *s,
-					   __u32 d, struct lf_config *cfg)
-{
-	__u32 n = c->dtrun[d] + 1;
-
-	c->dtrun[d] = n;
-	if (cfg->release_run &&
-	    n >= cfg->release_run * LF_DETOUR_RELEASE_FACTOR)
-		release_mark(c, s);
-}
-
-static __always_inline void release_check(struct lf_conn *c, struct lf_sk *s,
-					  __u32 d, __u64 len,
-					  struct lf_config *cfg)
+static __always_inline void small_check(struct lf_conn *c, __u32 d, __u64 len,
+					struct lf_config *cfg)
 {
 	__u32 streak = c->run[d];
-	int due;
 
 	if (c->run[!d])
 		c->run[!d] = 0;
-	due = lf_release_due(&streak, len, cfg->release_run);
+	if (lf_small_due(&streak, len, cfg->release_run)) {
+		if (!c->tcp[0] || !c->tcp[1])
+			stat_add(LF_ST_TCP_SMALL, 1);
+		route_tcp(c, d, LF_WHY_SMALL);
+		route_tcp(c, !d, LF_WHY_SMALL);
+	}
 	/* Shared with the other direction's CPU: write only a change. */
 	if (c->run[d] != streak)
 		c->run[d] = streak;
-	if (due)
-		release_mark(c, s);
 }
 
 /*
- * Every send of a socket in the sockhash. Counts the bytes of its
- * direction, then redirects them into the peer's receive queue, or sends
- * them through TCP while the direction is on the detour.
+ * May this message of direction d be redirected? Every reason not to
+ * sends d to TCP for good, so no byte of d is ever redirected after one
+ * of its bytes took TCP. That is the whole ordering argument: the reader
+ * reads the redirected queue before TCP's.
+ */
+static __always_inline int route_redirect(struct lf_conn *c, __u32 d,
+					  __u32 state, __u64 len,
+					  struct lf_config *cfg)
+{
+	enum lf_tcp_why why;
+
+	if (c->tcp[d])
+		return 0;
+	/*
+	 * Before the pair completes there is no peer to redirect to; after
+	 * shutdown(SHUT_WR) TCP answers EPIPE, and a redirect would deliver
+	 * bytes behind the peer's EOF.
+	 */
+	if (c->state != LF_CONN_PAIRED ||
+	    (state != BPF_TCP_ESTABLISHED && state != BPF_TCP_CLOSE_WAIT)) {
+		route_tcp(c, d, LF_WHY_STATE);
+		return 0;
+	}
+	small_check(c, d, len, cfg);
+	if (c->tcp[d])
+		return 0;
+	why = lf_redirect_check(c->lowat[d], c->redir[d], c->read[d], len,
+				cfg->detour_limit);
+	if (why != LF_WHY_NONE) {
+		route_tcp(c, d, why);
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * Every send of a socket in the sockhash: redirect into the peer's receive
+ * queue, or TCP. The kernel runs this for each message it builds, except
+ * after a partly failed TCP send, whose next call reuses the TCP verdict:
+ * harmless, as TCP is for good. A redirect verdict is never reused (the
+ * kernel clears it before redirecting; apply_bytes and cork are not used).
  */
 SEC("sk_msg")
 int lf_msg(struct sk_msg_md *msg)
@@ -609,10 +596,7 @@ int lf_msg(struct sk_msg_md *msg)
 	struct lf_conn *c;
 	struct lf_sk *s;
 	__u64 len = msg->size;
-	struct infl_ref infl;
-	__u64 sent, backlog;
-	enum lf_route r;
-	__u32 d, state;
+	__u32 d;
 
 	if (!sk)
 		return SK_PASS;
@@ -624,137 +608,64 @@ int lf_msg(struct sk_msg_md *msg)
 	if (!c || !cfg)
 		return SK_PASS;
 	d = s->dir & 1;
-	infl_count(s, len, &infl);
-	sent = __sync_fetch_and_add(&c->sent[d], len);
-	state = sk->state;
-	/*
-	 * After shutdown(SHUT_WR) TCP answers EPIPE; a redirect would
-	 * deliver bytes behind the peer's EOF. Let TCP decide.
-	 */
-	if (state != BPF_TCP_ESTABLISHED && state != BPF_TCP_CLOSE_WAIT) {
-		c->detour[d] = 1;
-		return SK_PASS;
-	}
-	if (c->state != LF_CONN_PAIRED) {
-		/* Peer not there yet: TCP, and redirect only once it caught up. */
-		c->detour[d] = 1;
-		return SK_PASS;
-	}
-	release_check(c, s, d, len, cfg);
-	backlog = sent - c->read[d];
-	r = lf_route_decide(c->detour[d] | c->release, c->lowat[d], backlog,
-			    len, cfg->detour_limit);
-	if (r == LF_ROUTE_TCP_START) {
-		c->detour[d] = 1;
-		__sync_fetch_and_add(&c->detours[d], 1);
-		stat_add(LF_ST_DETOURS, 1);
-	}
-	if (r != LF_ROUTE_REDIRECT) {
-		release_detour(c, s, d, cfg);
+	if (!route_redirect(c, d, sk->state, len, cfg)) {
 		stat_add(LF_ST_MSGS_DETOURED, 1);
 		stat_add(LF_ST_BYTES_DETOURED, len);
 		return SK_PASS;
 	}
+	/* Counted before they are queued: the backlog is never under-read. */
+	__sync_fetch_and_add(&c->redir[d], len);
 	/*
-	 * Busy before release is read: loopfastd sees either these bytes
-	 * busy, or this send sees the release and takes TCP.
-	 */
-	__sync_fetch_and_add(&c->busy[d], len);
-	if (c->release) {
-		__sync_fetch_and_add(&c->busy[d], -len);
-		stat_add(LF_ST_MSGS_DETOURED, 1);
-		stat_add(LF_ST_BYTES_DETOURED, len);
-		return SK_PASS;
-	}
-	/*
-	 * The peer gone from the map makes the helper answer SK_DROP; the
-	 * bytes must then take TCP, and so must every later one until the
-	 * reader caught up.
+	 * The peer gone from the map makes the helper answer SK_DROP; these
+	 * bytes must then take TCP, and so must every later one.
 	 */
 	if (bpf_msg_redirect_hash(msg, &lf_sockhash, &s->peer, BPF_F_INGRESS) !=
 	    SK_PASS) {
-		__sync_fetch_and_add(&c->busy[d], -len);
-		c->detour[d] = 1;
+		route_tcp(c, d, LF_WHY_PEER_GONE);
 		return SK_PASS;
 	}
-	if (infl.s || infl.e)
-		infl_redirected(&infl, len);
-	else
-		__sync_fetch_and_add(&c->busy[d], -len); /* no way to track */
-	c->redir_end[d] = sent + len;
-	c->detour[d] = 0;
-	if (c->dtrun[d])
-		c->dtrun[d] = 0;
-	__sync_fetch_and_add(&c->redirected[d], len);
 	stat_add(LF_ST_MSGS_REDIRECTED, 1);
 	stat_add(LF_ST_BYTES_REDIRECTED, len);
 	return SK_PASS;
 }
 
-/* Bytes a receiver has read: the other half of each direction's backlog. */
 /*
- * The connection of s, for the byte counters, or NULL when there is
- * nothing to count. A released socket (marked, and out of the sockhash:
- * its psock, sk_user_data, is gone) is flagged once and skipped after.
+ * Bytes a receiver has read, the other half of each direction's backlog.
+ * MSG_PEEK reads nothing; MSG_ERRQUEUE reads the error queue, not the
+ * stream.
  */
-static __always_inline struct lf_conn *tp_conn(struct sock *sk, struct lf_sk *s)
-{
-	struct lf_conn *c;
-
-	if (!s || (s->flags & (LF_SK_CONN | LF_SK_RELEASED)) != LF_SK_CONN)
-		return NULL;
-	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
-	if (!c || c->cookie[s->dir & 1] != s->cookie)
-		return NULL;
-	if (c->release && !((struct sock___lf *)sk)->sk_user_data) {
-		s->flags |= LF_SK_RELEASED;
-		return NULL;
-	}
-	return c;
-}
-
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(lf_recv_length, struct sock *sk, int ret, int flags)
+static __always_inline void count_read(struct sock *sk, int ret, int flags)
 {
 	struct lf_conn *c;
 	struct lf_sk *s;
 
-	if (ret <= 0 || (flags & MSG_PEEK))
-		return 0;
+	if (ret <= 0 || (flags & (MSG_PEEK | MSG_ERRQUEUE)))
+		return;
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
-	c = tp_conn(sk, s);
-	if (c && s)
+	if (!s || !(s->flags & LF_SK_CONN))
+		return;
+	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
+	if (c && c->cookie[s->dir & 1] == s->cookie)
 		__sync_fetch_and_add(&c->read[!(s->dir & 1)], ret);
+}
+
+/* Kernels with the sock_recv_length tracepoint (6.12 and later). */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(lf_recv_length, struct sock *sk, int ret, int flags)
+{
+	count_read(sk, ret, flags);
 	return 0;
 }
 
 /*
- * End of a send call: make the direction's sent count what the call really
- * sent. Two threads sending on one socket each correct their own call.
+ * Kernels without it (6.1): the end of the sockmap's own recvmsg, which
+ * only sockets with a psock reach, so other sockets pay nothing.
  */
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(lf_send_length, struct sock *sk, int ret, int flags)
+SEC("fexit/tcp_bpf_recvmsg")
+int BPF_PROG(lf_recv_fexit, struct sock *sk, void *msg, __u64 len, int flags,
+	     int *addr_len, int ret)
 {
-	__u64 counted, redirected;
-	struct lf_conn *c;
-	struct lf_sk *s;
-	__s64 delta;
-
-	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
-	if (!s || (s->flags & (LF_SK_CONN | LF_SK_RELEASED)) != LF_SK_CONN)
-		return 0;
-	infl_take(s, &counted, &redirected);
-	delta = (__s64)(ret > 0 ? ret : 0) - (__s64)counted;
-	if (!delta && !redirected)
-		return 0;
-	c = tp_conn(sk, s);
-	if (!c)
-		return 0;
-	if (delta)
-		__sync_fetch_and_add(&c->sent[s->dir & 1], delta);
-	/* This send's redirected bytes are queued at the peer by now. */
-	if (redirected)
-		__sync_fetch_and_add(&c->busy[s->dir & 1], -(__s64)redirected);
+	count_read(sk, ret, flags);
 	return 0;
 }
 

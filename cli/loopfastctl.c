@@ -255,12 +255,13 @@ static const struct prom_desc {
 	  "Connections left on the regular path: the sockhash was full." },
 	{ "msgs-redirected", "Messages redirected peer to peer." },
 	{ "bytes-redirected", "Bytes redirected peer to peer." },
-	{ "detours", "Times a direction took the detour through TCP." },
+	{ "detours", "Directions of paired connections sent to TCP for good." },
 	{ "msgs-detoured", "Messages of paired connections sent through TCP." },
 	{ "bytes-detoured", "Bytes of paired connections sent through TCP." },
-	{ "release-marked",
-	  "Connections marked for release to plain TCP (small-write streams, long detours)." },
-	{ "released", "Connections released to plain TCP." },
+	{ "regular-not-served",
+	  "Connections left on the regular path: an end's reads are not served by libloopfast.so." },
+	{ "tcp-small-writes",
+	  "Paired connections sent to TCP for good as small-write streams." },
 };
 
 static const char *prom_help(const char *key)

@@ -74,7 +74,8 @@ static const char *const stat_names[LF_ST_MAX] = {
 	[LF_ST_DETOURS] = "detours",
 	[LF_ST_MSGS_DETOURED] = "msgs-detoured",
 	[LF_ST_BYTES_DETOURED] = "bytes-detoured",
-	[LF_ST_RELEASE_MARKED] = "release-marked",
+	[LF_ST_REG_NOT_SERVED] = "regular-not-served",
+	[LF_ST_TCP_SMALL] = "tcp-small-writes",
 };
 
 static __u64 now_ns(void)
@@ -139,7 +140,6 @@ static int cmd_stats(struct lf_daemon *d, const char *arg, struct reply *r)
 	for (i = 0; i < LF_ST_MAX; i++)
 		reply_add(r, "%s %llu\n", stat_names[i],
 			  (unsigned long long)v[i]);
-	reply_add(r, "released %llu\n", (unsigned long long)d->released);
 	reply_add(r, "conns-live %d\n", count_conns(&d->dp));
 	return 0;
 }
@@ -169,6 +169,18 @@ static const char *conn_state_name(__u32 state)
 	}
 }
 
+/* Why a direction takes TCP, as `conns` shows it; one name per reason. */
+static const char *tcp_why_name(__u32 why)
+{
+	static const char *const names[] = {
+		[LF_WHY_NONE] = "-",	     [LF_WHY_BACKLOG] = "backlog",
+		[LF_WHY_LOWAT] = "rcvlowat", [LF_WHY_SMALL] = "small-writes",
+		[LF_WHY_STATE] = "state",    [LF_WHY_PEER_GONE] = "peer-gone",
+	};
+
+	return why < sizeof(names) / sizeof(names[0]) ? names[why] : "?";
+}
+
 /* "pid/comm" of the socket with this cookie, or "-". */
 static const char *owner_str(const struct lf_owners *ow, __u64 cookie,
 			     char *buf, size_t size)
@@ -194,16 +206,16 @@ static void conn_line(const struct lf_key *k, const struct lf_conn *c,
 		  owner_str(ow, c->cookie[1], po[1], sizeof(po[1])));
 	reply_add(
 		r,
-		" release=%u state=%s sent=%llu,%llu read=%llu,%llu backlog=%llu,%llu detour=%u,%u detours=%llu,%llu redirected=%llu,%llu\n",
-		c->release, conn_state_name(c->state),
-		(unsigned long long)c->sent[0], (unsigned long long)c->sent[1],
-		(unsigned long long)c->read[0], (unsigned long long)c->read[1],
-		(unsigned long long)(c->sent[0] - c->read[0]),
-		(unsigned long long)(c->sent[1] - c->read[1]), c->detour[0],
-		c->detour[1], (unsigned long long)c->detours[0],
-		(unsigned long long)c->detours[1],
-		(unsigned long long)c->redirected[0],
-		(unsigned long long)c->redirected[1]);
+		" state=%s redirected=%llu,%llu read=%llu,%llu backlog=%llu,%llu tcp=%u,%u why=%s,%s\n",
+		conn_state_name(c->state), (unsigned long long)c->redir[0],
+		(unsigned long long)c->redir[1], (unsigned long long)c->read[0],
+		(unsigned long long)c->read[1],
+		(unsigned long long)lf_unread_redirected(c->redir[0],
+							 c->read[0]),
+		(unsigned long long)lf_unread_redirected(c->redir[1],
+							 c->read[1]),
+		c->tcp[0], c->tcp[1], tcp_why_name(c->why[0]),
+		tcp_why_name(c->why[1]));
 }
 
 /*

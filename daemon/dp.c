@@ -4,9 +4,13 @@
  * BPF links, pin links and maps; adopt what a previous run pinned; unload.
  *
  * Pin layout under the pin dir:
- *   maps/{sk_store,sockhash,conns,config,stats,inflight,release}
- *   links/{setsockopt,getsockopt,sockops,send_length,recv_length}
+ *   maps/{sk_store,sockhash,conns,config,stats}
+ *   links/{setsockopt,getsockopt,sockops,recv_length}
  * links/recv_length is pinned last and marks a complete data path.
+ *
+ * The read counter has two programs for one job; the kernel decides which
+ * loads (dp_recv_pick): the sock_recv_length tracepoint where it exists
+ * (6.12 and later), fexit on tcp_bpf_recvmsg where it does not (6.1).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +18,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/btf.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "log.h"
@@ -24,10 +30,10 @@
 #define COMPLETE_MARK "links/recv_length"
 
 static const char *const map_pins[] = { "sk_store", "sockhash", "conns",
-					"config",   "stats",	"inflight",
-					"release" };
+					"config", "stats" };
 static const char *const link_pins[] = { "setsockopt", "getsockopt", "sockops",
-					 "send_length", "recv_length" };
+					 "recv_length" };
+#define CGROUP_LINKS 3 /* link_pins[0..2] attach to the cgroup */
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -119,13 +125,47 @@ static int dp_adopt(struct lf_dp *dp, const struct lf_opts *opts)
 	dp->conns_fd = map_get(opts->pin_dir, "conns");
 	if (dp->config_fd < 0 || dp->stats_fd < 0 || dp->conns_fd < 0)
 		return -ENOENT;
-	dp->release_fd = map_get(opts->pin_dir, "release");
 	dp->sockhash_fd = map_get(opts->pin_dir, "sockhash");
 	if (!bpf_obj_get_info_by_fd(dp->conns_fd, &info, &len))
 		dp->sockhash_size = info.max_entries;
 	dp->adopted = 1;
 	pr_info("adopted the data path pinned in %s", opts->pin_dir);
 	return 0;
+}
+
+/* Does the running kernel's BTF have this name of this kind? */
+static int kernel_has(const struct btf *vmlinux, const char *name, int kind)
+{
+	return vmlinux && btf__find_by_name_kind(vmlinux, name, kind) > 0;
+}
+
+/*
+ * Choose the read counter the kernel offers, by probing its BTF, not by
+ * version, and turn the other one off. Says in words what is missing
+ * when neither fits.
+ */
+static int dp_recv_pick(struct loopfast_bpf *skel, struct bpf_program **prog)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	int tp, fexit, have_btf;
+
+	if (libbpf_get_error(vmlinux))
+		vmlinux = NULL;
+	have_btf = vmlinux != NULL;
+	tp = kernel_has(vmlinux, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF);
+	fexit = kernel_has(vmlinux, "tcp_bpf_recvmsg", BTF_KIND_FUNC);
+	btf__free(vmlinux);
+	bpf_program__set_autoload(skel->progs.lf_recv_length, tp);
+	bpf_program__set_autoload(skel->progs.lf_recv_fexit, !tp && fexit);
+	*prog = tp ? skel->progs.lf_recv_length : skel->progs.lf_recv_fexit;
+	if (tp || fexit) {
+		pr_info("read counter: %s", tp ? "tp_btf/sock_recv_length" :
+						    "fexit/tcp_bpf_recvmsg");
+		return 0;
+	}
+	pr_err("the kernel has neither the sock_recv_length tracepoint nor a tcp_bpf_recvmsg function in its BTF (%s): loopfast needs one of them to count what a receiver read (CONFIG_DEBUG_INFO_BTF and CONFIG_BPF_STREAM_PARSER, Linux 6.1 or later)",
+	       have_btf ? "BTF found" : "no kernel BTF");
+	return -EOPNOTSUPP;
 }
 
 static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
@@ -141,13 +181,18 @@ static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
 	}
 	bpf_map__set_max_entries(skel->maps.lf_sockhash, opts->sockhash_size);
 	bpf_map__set_max_entries(skel->maps.lf_conns, opts->sockhash_size);
+	err = dp_recv_pick(skel, &dp->recv_prog);
+	if (err) {
+		loopfast_bpf__destroy(skel);
+		return err;
+	}
 	err = loopfast_bpf__load(skel);
 	if (err) {
 		pr_err("load BPF programs: %s%s", strerror(-err), hint_of(err));
 		if (err == -EACCES)
 			pr_err("the verifier refused a program; run with -vv for its log");
 		else if (err != -EPERM)
-			pr_err("the kernel may lack sockmap, sk_storage or BTF support; 'loopfastctl check' tells what is missing");
+			pr_err("the kernel refused a program or map (sockmap, sk_storage, BTF or tracing support); 'loopfastctl check' tells what is missing");
 		loopfast_bpf__destroy(skel);
 		return err;
 	}
@@ -155,29 +200,19 @@ static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
 	dp->config_fd = bpf_map__fd(skel->maps.lf_config);
 	dp->stats_fd = bpf_map__fd(skel->maps.lf_stats);
 	dp->conns_fd = bpf_map__fd(skel->maps.lf_conns);
-	dp->release_fd = bpf_map__fd(skel->maps.lf_release);
 	dp->sockhash_fd = bpf_map__fd(skel->maps.lf_sockhash);
 	dp->sockhash_size = opts->sockhash_size;
 	return 0;
 }
 
-static struct bpf_link **dp_links(struct loopfast_bpf *skel, int i)
-{
-	struct bpf_link **links[] = {
-		&skel->links.lf_setsockopt,  &skel->links.lf_getsockopt,
-		&skel->links.lf_sockops,     &skel->links.lf_send_length,
-		&skel->links.lf_recv_length,
-	};
-
-	return links[i];
-}
-
-static struct bpf_program *dp_prog(struct loopfast_bpf *skel, int i)
+/* The program behind link_pins[i]. */
+static struct bpf_program *dp_prog(struct lf_dp *dp, int i)
 {
 	struct bpf_program *progs[] = {
-		skel->progs.lf_setsockopt,  skel->progs.lf_getsockopt,
-		skel->progs.lf_sockops,	    skel->progs.lf_send_length,
-		skel->progs.lf_recv_length,
+		dp->skel->progs.lf_setsockopt,
+		dp->skel->progs.lf_getsockopt,
+		dp->skel->progs.lf_sockops,
+		dp->recv_prog,
 	};
 
 	return progs[i];
@@ -189,6 +224,7 @@ static int dp_attach(struct lf_dp *dp, const struct lf_opts *opts)
 	struct loopfast_bpf *skel = dp->skel;
 	struct bpf_link *link;
 	int cg_fd, err, i;
+	int n = ARRAY_SIZE(link_pins);
 
 	err = bpf_prog_attach(bpf_program__fd(skel->progs.lf_msg),
 			      bpf_map__fd(skel->maps.lf_sockhash),
@@ -205,27 +241,20 @@ static int dp_attach(struct lf_dp *dp, const struct lf_opts *opts)
 		       opts->cgroup, strerror(-err));
 		return err;
 	}
-	for (i = 0; i < 3; i++) {
-		link = bpf_program__attach_cgroup(dp_prog(skel, i), cg_fd);
+	for (i = 0; i < n; i++) {
+		if (i < CGROUP_LINKS)
+			link = bpf_program__attach_cgroup(dp_prog(dp, i), cg_fd);
+		else
+			link = bpf_program__attach(dp_prog(dp, i));
 		err = libbpf_get_error(link);
 		if (err) {
-			pr_err("prog '%s': attach to cgroup '%s': %s%s",
-			       bpf_program__name(dp_prog(skel, i)),
-			       opts->cgroup, strerror(-err), hint_of(err));
-			goto out_close;
-		}
-		*dp_links(skel, i) = link;
-	}
-	for (i = 3; i < 5; i++) {
-		link = bpf_program__attach(dp_prog(skel, i));
-		err = libbpf_get_error(link);
-		if (err) {
-			pr_err("prog '%s': attach to its tracepoint: %s%s",
-			       bpf_program__name(dp_prog(skel, i)),
+			pr_err("prog '%s': attach to %s: %s%s",
+			       bpf_program__name(dp_prog(dp, i)),
+			       i < CGROUP_LINKS ? opts->cgroup : "the kernel",
 			       strerror(-err), hint_of(err));
 			goto out_close;
 		}
-		*dp_links(skel, i) = link;
+		dp->links[i] = link;
 	}
 out_close:
 	close(cg_fd);
@@ -238,8 +267,7 @@ static int dp_pin(struct lf_dp *dp, const char *dir)
 	struct bpf_map *maps[] = {
 		skel->maps.lf_sk_store, skel->maps.lf_sockhash,
 		skel->maps.lf_conns,	skel->maps.lf_config,
-		skel->maps.lf_stats,	skel->maps.lf_inflight,
-		skel->maps.lf_release
+		skel->maps.lf_stats,
 	};
 	char path[PATH_MAX];
 	unsigned int i;
@@ -253,7 +281,7 @@ static int dp_pin(struct lf_dp *dp, const char *dir)
 	}
 	for (i = 0; i < ARRAY_SIZE(link_pins); i++) {
 		pin_path(path, sizeof(path), dir, "links", link_pins[i]);
-		err = bpf_link__pin(*dp_links(skel, i), path);
+		err = bpf_link__pin(dp->links[i], path);
 		if (err)
 			goto out_err;
 	}
@@ -286,7 +314,7 @@ int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts)
 
 	memset(dp, 0, sizeof(*dp));
 	dp->config_fd = dp->stats_fd = dp->conns_fd = -1;
-	dp->release_fd = dp->sockhash_fd = -1;
+	dp->sockhash_fd = -1;
 	err = lf_bpffs_ensure(opts->pin_dir);
 	if (err)
 		return err;
@@ -332,6 +360,12 @@ int lf_dp_attach(struct lf_dp *dp, const struct lf_opts *opts)
 
 void lf_dp_close(struct lf_dp *dp)
 {
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(dp->links); i++) {
+		bpf_link__destroy(dp->links[i]);
+		dp->links[i] = NULL;
+	}
 	if (dp->skel) {
 		loopfast_bpf__destroy(dp->skel);
 	} else {
@@ -341,15 +375,12 @@ void lf_dp_close(struct lf_dp *dp)
 			close(dp->stats_fd);
 		if (dp->conns_fd >= 0)
 			close(dp->conns_fd);
-		if (dp->release_fd >= 0)
-			close(dp->release_fd);
 		if (dp->sockhash_fd >= 0)
 			close(dp->sockhash_fd);
 	}
-	dp->release_fd = dp->sockhash_fd = -1;
 	dp->skel = NULL;
 	dp->config_fd = dp->stats_fd = dp->conns_fd = -1;
-	dp->release_fd = dp->sockhash_fd = -1;
+	dp->sockhash_fd = -1;
 }
 
 int lf_dp_config_write(struct lf_dp *dp, const struct lf_config *cfg)

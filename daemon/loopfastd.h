@@ -32,9 +32,10 @@ struct lf_dp {
 	int config_fd;
 	int stats_fd;
 	int conns_fd;
-	int release_fd; /* queue of connections marked for release, or -1 */
 	int sockhash_fd; /* -1 when adopted without it */
 	int adopted;
+	struct bpf_program *recv_prog; /* the read counter this kernel got */
+	struct bpf_link *links[4]; /* as link_pins in dp.c, until pinned */
 	__u32 sockhash_size;
 };
 
@@ -75,13 +76,8 @@ struct lf_daemon {
 	struct lf_client *clients[LF_CTL_MAX_CLIENTS];
 	struct lf_hooks hooks; /* filter hooks found by the last scan */
 	struct lf_watch *watch;
-	struct lf_releases *rel; /* connections waiting to be released */
-	__u64 released; /* connections released to plain TCP so far */
 };
 
-/* release.c: small-write streams leave the sockhash for plain TCP */
-int lf_release_poll(struct lf_daemon *d);
-void lf_release_free(struct lf_daemon *d);
 
 /* owners.c: who holds the sockets of the fast connections */
 struct lf_owner {

@@ -68,7 +68,7 @@ static const struct opt_desc {
 	{ "detour-limit", 1, OPT_DETOUR_LIMIT, "BYTES",
 	  "unread bytes that send a direction through TCP (default 4194304)" },
 	{ "release-run", 1, OPT_RELEASE_RUN, "N",
-	  "small sends in a row that release a stream to plain TCP (default 64, 0 never)" },
+	  "small sends in a row that send a stream to TCP for good (default 64, 0 never)" },
 	{ "config", 1, OPT_CONFIG, "FILE",
 	  "read 'key = value' lines with these option names" },
 	{ "unload", 0, OPT_UNLOAD, NULL,
@@ -542,15 +542,12 @@ static void signals_read(struct lf_daemon *d, int sfd)
 	}
 }
 
-#define RELEASE_TICK_MS 50
-#define RELEASE_BUSY_TICK_MS 5
-
 static int daemon_loop(struct lf_daemon *d, int sfd)
 {
 	struct pollfd pfds[4 + LF_CTL_MAX_CLIENTS];
 	int wfds[2], nw, i, changed;
 	__u64 next = 0, now;
-	int n, timeout, pending;
+	int n, timeout;
 
 	while (!d->quit) {
 		now = monotonic_ns();
@@ -567,16 +564,6 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 						     .events = POLLIN };
 		lf_ctl_poll_fds(d, pfds, &n);
 		timeout = (next - now) / 1000000 + 1;
-		/*
-		 * Releases are looked for every RELEASE_TICK_MS, and more
-		 * often while one waits: until it is done, every send of
-		 * that connection pays both the detour and TCP.
-		 */
-		pending = lf_release_poll(d);
-		if (pending > 0 && timeout > RELEASE_BUSY_TICK_MS)
-			timeout = RELEASE_BUSY_TICK_MS;
-		else if (pending >= 0 && timeout > RELEASE_TICK_MS)
-			timeout = RELEASE_TICK_MS;
 		if (poll(pfds, n, timeout) < 0 && errno != EINTR)
 			return -errno;
 		if (pfds[0].revents)
@@ -705,7 +692,6 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 	err = daemon_loop(d, sfd);
 	sd_notify_msg("STOPPING=1");
 	lf_ctl_close_all(d);
-	lf_release_free(d);
 	close(sfd);
 	close(d->ctl_fd);
 	unlink(d->opts.socket);

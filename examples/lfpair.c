@@ -382,12 +382,17 @@ static int write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* The loopfast opt-in: before listen() or connect(). */
+/*
+ * The loopfast opt-in: before listen() or connect(). lfpair reads as the
+ * shim would (non-blocking, poll, no splice), so it says so with
+ * LOOPFAST_SERVED and is paired without the shim.
+ */
 static int fast_path_enable(int fd)
 {
 	int on = 1;
 
-	if (setsockopt(fd, SOL_LOOPFAST, LOOPFAST_FAST_PATH, &on, sizeof(on)))
+	if (setsockopt(fd, SOL_LOOPFAST, LOOPFAST_FAST_PATH, &on, sizeof(on)) ||
+	    setsockopt(fd, SOL_LOOPFAST, LOOPFAST_SERVED, &on, sizeof(on)))
 		return -errno;
 	return 0;
 }

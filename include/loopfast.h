@@ -32,12 +32,20 @@ extern "C" {
 
 /*
  * int, get only: on a fast socket, the bytes its peer has sent that it has
- * not read yet (in either receive queue, or still on their way), or -1
- * when not known (not fast, or released to plain TCP: ask FIONREAD).
- * FIONREAD on a fast socket counts only the redirected bytes; the shim
- * answers FIONREAD with this when it is larger.
+ * not read yet, in either receive queue (redirected or TCP's), or -1 when
+ * the socket is not paired. FIONREAD on a fast socket counts only one of
+ * the two queues; the shim answers FIONREAD with this.
  */
 #define LOOPFAST_INQ 3
+
+/*
+ * int, set (any value) and get: libloopfast.so sets it on every TCP socket
+ * it creates, to say that it serves the socket's reads. Only such sockets
+ * are paired: without the shim the kernel's read path for redirected bytes
+ * is not TCP's (spurious EAGAIN on blocking reads, splice that never sees
+ * them). Programs do not set it themselves.
+ */
+#define LOOPFAST_SERVED 4
 
 /*
  * Windows' _WSAIOW(IOC_VENDOR, 16). Only the libloopfast.so shim knows it;

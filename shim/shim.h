@@ -61,4 +61,6 @@ int shim__sigsince(const struct shim_sigmark *m);
  */
 int shim__retry_eagain(int fd, int flags, const struct shim_sigmark *m);
 
+void shim__served(int fd);
+
 #endif /* LF_SHIM_H */

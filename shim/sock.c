@@ -21,6 +21,9 @@ static int fast_path_ioctl(int fd, const void *arg)
 	int ret = setsockopt(fd, SOL_LOOPFAST, LOOPFAST_FAST_PATH, arg,
 			     sizeof(int));
 
+	if (!ret)
+		shim__served(fd);
+
 	/* No hook answered: the data path is not loaded here. */
 	if (ret && errno == ENOPROTOOPT)
 		errno = EOPNOTSUPP;
@@ -78,6 +81,18 @@ static int is_tcp(int domain, int type, int protocol)
 	       (protocol == 0 || protocol == IPPROTO_TCP);
 }
 
+/*
+ * Tell the data path that this process's reads of fd go through the shim,
+ * so the socket may be paired (LOOPFAST_SERVED). errno kept.
+ */
+void shim__served(int fd)
+{
+	int saved = errno, on = 1;
+
+	setsockopt(fd, SOL_LOOPFAST, LOOPFAST_SERVED, &on, sizeof(on));
+	errno = saved;
+}
+
 LF_EXPORT int socket(int domain, int type, int protocol)
 {
 	int (*real)(int, int, int) = REAL(socket);
@@ -86,7 +101,10 @@ LF_EXPORT int socket(int domain, int type, int protocol)
 	if (fd < 0)
 		return fd;
 	shim__fd_forget(fd);
-	if (shim__auto() && is_tcp(domain, type, protocol)) {
+	if (!is_tcp(domain, type, protocol))
+		return fd;
+	shim__served(fd);
+	if (shim__auto()) {
 		saved = errno;
 		if (setsockopt(fd, SOL_LOOPFAST, LOOPFAST_FAST_PATH, &on,
 			       sizeof(on)))

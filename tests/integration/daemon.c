@@ -77,6 +77,12 @@ Test(daemon, mode_all_needs_no_opt_in)
 	cr_assert(!strcmp(mode, "all"), "status mode '%s'", mode);
 	p0 = lf_env_stat(&env, "paired");
 	lf_tcp_pair(AF_INET, "127.0.0.1", 0, 0, &c, &s);
+	assert_pair_state(c, s, 0, "mode all, reads not served");
+	cr_assert(lf_env_stat(&env, "regular-not-served") >= 1);
+	close(c);
+	close(s);
+	lf_tcp_pair(AF_INET, "127.0.0.1", LF_SERVED_ONLY, LF_SERVED_ONLY, &c,
+		    &s);
 	assert_pair_state(c, s, 1, "mode all, no opt-in");
 	cr_assert(lf_env_stat(&env, "paired") - p0 == 1);
 	xfer_both(c, s, 1, 1 << 20);
@@ -133,7 +139,8 @@ Test(daemon, mode_change_never_moves_connections)
 	assert_pair_state(rc, rs, 0, "regular pair after mode all");
 	xfer_both(rc, rs, 5, 8 << 20);
 	assert_pair_state(rc, rs, 0, "regular pair after mode all + data");
-	lf_tcp_pair(AF_INET, "127.0.0.1", 0, 0, &nc, &ns);
+	lf_tcp_pair(AF_INET, "127.0.0.1", LF_SERVED_ONLY, LF_SERVED_ONLY, &nc,
+		    &ns);
 	assert_pair_state(nc, ns, 1, "new pair in mode all");
 	ctl_ok(&env, "mode opt-in");
 	assert_pair_state(nc, ns, 1, "mode-all pair after mode opt-in");

@@ -1275,9 +1275,16 @@ static int parse_addr(int family, const char *addr, int port,
 	return inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1 ? 0 : -EINVAL;
 }
 
+/*
+ * The opt-in, and LOOPFAST_SERVED with it: the harness reads its sockets
+ * as the shim would (EAGAIN waited out with poll, no splice), so it may
+ * say so itself. Tests of programs without the shim do not use this.
+ */
 int lf_optin_set(int fd, int on)
 {
 	if (setsockopt(fd, SOL_LOOPFAST, LOOPFAST_FAST_PATH, &on, sizeof(on)))
+		return -errno;
+	if (on && setsockopt(fd, SOL_LOOPFAST, LOOPFAST_SERVED, &on, sizeof(on)))
 		return -errno;
 	return 0;
 }
@@ -1397,7 +1404,15 @@ int lf_tcp_socket_(int family, int optin)
 	if (fd < 0)
 		lf_fail("socket(%s, SOCK_STREAM): %s", fam_name(family),
 			strerror(errno));
-	if (optin) {
+	if (optin == LF_SERVED_ONLY) {
+		err = setsockopt(fd, SOL_LOOPFAST, LOOPFAST_SERVED, &(int){ 1 },
+				 sizeof(int)) ?
+			      -errno :
+			      0;
+		if (err)
+			lf_fail("setsockopt(SOL_LOOPFAST, LOOPFAST_SERVED): %s",
+				strerror(-err));
+	} else if (optin) {
 		err = lf_optin_set(fd, 1);
 		if (err)
 			lf_fail("setsockopt(SOL_LOOPFAST, LOOPFAST_FAST_PATH, "

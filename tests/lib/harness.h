@@ -175,6 +175,11 @@ void lf_sweep_stale(void);
 /* Mark where the next asserting helper was called from (see macros). */
 void lf__at(const char *file, int line);
 
+/*
+ * optin: 0 none, 1 the opt-in (with LOOPFAST_SERVED, see lf_optin_set),
+ * LF_SERVED_ONLY: LOOPFAST_SERVED alone (mode all).
+ */
+#define LF_SERVED_ONLY 2
 int lf_tcp_socket_(int family, int optin);
 int lf_tcp_listen_(int family, const char *addr, int optin);
 int lf_tcp_connect_(int family, const char *addr, int port, int optin);

@@ -611,7 +611,7 @@ Test(policy, decision_table)
 			.detour_limit = LF_DEFAULT_DETOUR_LIMIT,
 		};
 		enum lf_verdict v = lf_policy(&cfg, NOW_NS, policy_tbl[i].optin,
-					      policy_tbl[i].loopback);
+					      1, policy_tbl[i].loopback);
 
 		cr_expect_eq(v, policy_tbl[i].want,
 			     "row %zu: mode %u optin %d loopback %d hb %s "
@@ -627,9 +627,24 @@ Test(policy, heartbeat_boundary)
 	struct lf_config cfg = { .mode = LF_MODE_OPT_IN };
 
 	cfg.heartbeat_ns = NOW_NS - LF_HEARTBEAT_STALE_NS;
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 1), LF_V_FAST);
+	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 1, 1), LF_V_FAST);
 	cfg.heartbeat_ns = NOW_NS - LF_HEARTBEAT_STALE_NS - 1;
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 1), LF_V_NO_HEARTBEAT);
+	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 1, 1), LF_V_NO_HEARTBEAT);
+}
+
+Test(policy, only_served_ends_go_fast)
+{
+	struct lf_config cfg = { .mode = LF_MODE_ALL,
+				 .heartbeat_ns = NOW_NS };
+
+	cr_expect_eq(lf_policy(&cfg, NOW_NS, 0, 0, 1), LF_V_NOT_SERVED,
+		     "mode all, no shim");
+	cr_expect_eq(lf_policy(&cfg, NOW_NS, 0, 1, 1), LF_V_FAST);
+	cfg.mode = LF_MODE_OPT_IN;
+	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 0, 1), LF_V_NOT_SERVED,
+		     "raw option, no shim");
+	cr_expect_eq(lf_policy(&cfg, NOW_NS, 0, 1, 1), LF_V_NOT_WANTED);
+	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 0, 0), LF_V_NOT_LOOPBACK);
 }
 
 /* ------------------------------------------------------------------ */
@@ -646,6 +661,7 @@ Test(policy, verdict_stat)
 		{ LF_V_MODE_OFF, LF_ST_REG_MODE_OFF },
 		{ LF_V_NO_HEARTBEAT, LF_ST_REG_NO_HEARTBEAT },
 		{ LF_V_VETO, LF_ST_REG_VETO },
+		{ LF_V_NOT_SERVED, LF_ST_REG_NOT_SERVED },
 		{ (enum lf_verdict)99, -1 },
 	};
 
@@ -662,7 +678,7 @@ Test(policy, every_refusal_has_its_own_counter)
 {
 	int seen[LF_ST_MAX] = { 0 };
 
-	for (int v = LF_V_NOT_LOOPBACK; v <= LF_V_VETO; v++) {
+	for (int v = LF_V_NOT_LOOPBACK; v <= LF_V_NOT_SERVED; v++) {
 		int s = lf_verdict_stat((enum lf_verdict)v);
 
 		cr_assert(s >= 0 && s < LF_ST_MAX, "verdict %d: stat %d", v, s);
@@ -673,106 +689,74 @@ Test(policy, every_refusal_has_its_own_counter)
 /* ------------------------------------------------------------------ */
 
 #define LIM LF_DEFAULT_DETOUR_LIMIT
-#define REDIR LF_ROUTE_REDIRECT
-#define TCP LF_ROUTE_TCP
-#define START LF_ROUTE_TCP_START
+#define OK LF_WHY_NONE
+#define BACKLOG LF_WHY_BACKLOG
+#define LOWAT LF_WHY_LOWAT
 
 static const struct {
 	const char *name;
-	int detour, lowat;
-	__u64 backlog, len, limit;
-	enum lf_route want;
+	int lowat;
+	__u64 redir, read, len, limit;
+	enum lf_tcp_why want;
 } route_tbl[] = {
-	/* redirecting: stay while backlog + len <= limit */
-	{ "empty", 0, 0, 0, 100, LIM, REDIR },
-	{ "zero-length", 0, 0, 0, 0, LIM, REDIR },
-	{ "backlog+len == limit", 0, 0, LIM - 100, 100, LIM, REDIR },
-	{ "backlog+len == limit+1", 0, 0, LIM - 99, 100, LIM, START },
-	{ "backlog == limit, len 0", 0, 0, LIM, 0, LIM, REDIR },
-	{ "backlog == limit, len 1", 0, 0, LIM, 1, LIM, START },
-	{ "backlog == limit+1, len 0", 0, 0, LIM + 1, 0, LIM, START },
-	{ "one message == limit", 0, 0, 0, LIM, LIM, REDIR },
-	{ "one message == limit+1", 0, 0, 0, LIM + 1, LIM, START },
-	{ "backlog limit-1, len 1", 0, 0, LIM - 1, 1, LIM, REDIR },
-	{ "backlog limit-1, len 2", 0, 0, LIM - 1, 2, LIM, START },
-	{ "small limit ==", 0, 0, 10, 6, 16, REDIR },
-	{ "small limit +1", 0, 0, 10, 7, 16, START },
-	{ "limit 0, len 0", 0, 0, 0, 0, 0, REDIR },
-	{ "limit 0, len 1", 0, 0, 0, 1, 0, START },
-	{ "large limit", 0, 0, 1ULL << 40, 1ULL << 20, 1ULL << 41, REDIR },
-	/* SO_RCVLOWAT > 1 on the receiver: always the detour */
-	{ "lowat, empty", 0, 1, 0, 1, LIM, START },
-	{ "lowat, len 0", 0, 1, 0, 0, LIM, START },
-	{ "lowat, over limit", 0, 1, LIM, 100, LIM, START },
-	/* on the detour: back only when the reader caught up */
-	{ "detour, backlog 0", 1, 0, 0, 100, LIM, REDIR },
-	{ "detour, backlog 0, len 0", 1, 0, 0, 0, LIM, REDIR },
-	{ "detour, backlog 1", 1, 0, 1, 100, LIM, TCP },
-	{ "detour, backlog 1, len 0", 1, 0, 1, 0, LIM, TCP },
-	{ "detour, backlog well under limit", 1, 0, 100, 1, LIM, TCP },
-	{ "detour, backlog == limit", 1, 0, LIM, 1, LIM, TCP },
-	{ "detour, backlog over limit", 1, 0, LIM + 1, 1, LIM, TCP },
-	{ "detour, lowat, backlog 0", 1, 1, 0, 1, LIM, TCP },
-	{ "detour, lowat, backlog 5", 1, 1, 5, 1, LIM, TCP },
-	/* any non-zero flag counts as set */
-	{ "detour flag 2", 2, 0, 1, 1, LIM, TCP },
-	{ "lowat flag 2", 0, 2, 0, 1, LIM, START },
+	/* redirect while the redirected backlog + len stays within limit */
+	{ "empty", 0, 0, 0, 100, LIM, OK },
+	{ "zero-length", 0, 0, 0, 0, LIM, OK },
+	{ "backlog+len == limit", 0, LIM - 100, 0, 100, LIM, OK },
+	{ "backlog+len == limit+1", 0, LIM - 99, 0, 100, LIM, BACKLOG },
+	{ "backlog == limit, len 0", 0, LIM, 0, 0, LIM, OK },
+	{ "backlog == limit, len 1", 0, LIM, 0, 1, LIM, BACKLOG },
+	{ "backlog == limit+1, len 0", 0, LIM + 1, 0, 0, LIM, BACKLOG },
+	{ "one message == limit", 0, 0, 0, LIM, LIM, OK },
+	{ "one message == limit+1", 0, 0, 0, LIM + 1, LIM, BACKLOG },
+	{ "read catches up", 0, 2 * LIM, LIM + 1, 1, LIM, OK },
+	{ "read one short", 0, 2 * LIM, LIM, 1, LIM, BACKLOG },
+	/* reads past the redirected bytes (TCP's) never make a credit */
+	{ "read past redir", 0, 10, 1000, LIM, LIM, OK },
+	{ "read past redir, len over", 0, 10, 1000, LIM + 1, LIM, BACKLOG },
+	{ "small limit ==", 0, 10, 0, 6, 16, OK },
+	{ "small limit +1", 0, 10, 0, 7, 16, BACKLOG },
+	{ "limit 0, len 0", 0, 0, 0, 0, 0, OK },
+	{ "limit 0, len 1", 0, 0, 0, 1, 0, BACKLOG },
+	/* SO_RCVLOWAT > 1 on the receiver: never redirected */
+	{ "lowat, empty", 1, 0, 0, 1, LIM, LOWAT },
+	{ "lowat, len 0", 1, 0, 0, 0, LIM, LOWAT },
+	{ "lowat, over limit", 1, LIM, 0, 100, LIM, LOWAT },
+	{ "lowat flag 2", 2, 0, 0, 1, LIM, LOWAT },
 };
 
-Test(route, decide)
+Test(route, redirect_check)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(route_tbl); i++) {
-		enum lf_route r =
-			lf_route_decide(route_tbl[i].detour, route_tbl[i].lowat,
-					route_tbl[i].backlog, route_tbl[i].len,
-					route_tbl[i].limit);
+		enum lf_tcp_why w = lf_redirect_check(
+			route_tbl[i].lowat, route_tbl[i].redir,
+			route_tbl[i].read, route_tbl[i].len,
+			route_tbl[i].limit);
 
-		cr_expect_eq(r, route_tbl[i].want, "%s: got %d, want %d",
-			     route_tbl[i].name, r, route_tbl[i].want);
+		cr_expect_eq(w, route_tbl[i].want, "%s: got %d, want %d",
+			     route_tbl[i].name, w, route_tbl[i].want);
 	}
 }
 
-Test(route, never_starts_a_detour_while_on_one)
+Test(route, unread_redirected)
 {
-	/* TCP_START counts a new detour: it must not repeat while on one. */
-	static const __u64 backlogs[] = { 0, 1, LIM - 1, LIM, LIM + 1 };
-
-	for (size_t i = 0; i < ARRAY_SIZE(backlogs); i++)
-		for (int lowat = 0; lowat <= 1; lowat++)
-			cr_expect_neq(lf_route_decide(1, lowat, backlogs[i],
-						      LIM, LIM),
-				      LF_ROUTE_TCP_START,
-				      "backlog %llu lowat %d",
-				      (unsigned long long)backlogs[i], lowat);
+	cr_expect_eq(lf_unread_redirected(100, 40), 60);
+	cr_expect_eq(lf_unread_redirected(100, 100), 0);
+	cr_expect_eq(lf_unread_redirected(100, 5000), 0,
+		     "reads of TCP bytes after the redirected ones");
 }
 
-Test(shared, release_streak)
+Test(shared, small_streak)
 {
 	__u32 streak = 0;
 	int i, due = 0;
 
 	for (i = 0; i < 63; i++)
-		due |= lf_release_due(&streak, 1024, 64);
+		due |= lf_small_due(&streak, 1024, 64);
 	cr_expect(!due && streak == 63);
-	cr_expect(lf_release_due(&streak, 1024, 64), "64th small send");
-	cr_expect(!lf_release_due(&streak, 64 << 10, 64) && streak == 0,
+	cr_expect(lf_small_due(&streak, 1024, 64), "64th small send");
+	cr_expect(!lf_small_due(&streak, 64 << 10, 64) && streak == 0,
 		  "a large send starts the streak over");
 	streak = 1000;
-	cr_expect(!lf_release_due(&streak, 1, 0), "run 0: never");
-}
-
-Test(shared, release_ready)
-{
-	struct lf_conn c = { .release = 1 };
-
-	c.redir_end[0] = 100;
-	c.read[0] = 99;
-	cr_expect(!lf_release_ready(&c), "a redirected byte still unread");
-	c.read[0] = 100;
-	cr_expect(lf_release_ready(&c));
-	c.busy[1] = 5;
-	cr_expect(!lf_release_ready(&c), "a redirect still being queued");
-	c.busy[1] = 0;
-	c.release = 0;
-	cr_expect(!lf_release_ready(&c), "not marked");
+	cr_expect(!lf_small_due(&streak, 1, 0), "run 0: never");
 }
