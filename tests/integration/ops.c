@@ -944,7 +944,8 @@ Test(ops, daemon_under_unit_capabilities)
 
 	/* Operator commands. */
 	ctl_ok(&cenv, "mode all");
-	lf_tcp_pair(AF_INET, "127.0.0.1", 0, 0, &c, &s);
+	lf_tcp_pair(AF_INET, "127.0.0.1", LF_SERVED_ONLY, LF_SERVED_ONLY, &c,
+		    &s);
 	cr_assert(lf_state_wait(c, 1, 1000) == 1, "mode all: not fast");
 	lf_close(&c);
 	lf_close(&s);
