@@ -201,6 +201,33 @@ bench-redis: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/redis-bench.sh $(O)
 
+# The differential torture test (tests/torture): the runner links the
+# harness with a main of its own, the peer only the scenario code. `make
+# check` runs it short; `make torture SEED=S DURATION=SEC` runs scenarios
+# until DURATION seconds have passed.
+TT_HDRS := $(wildcard tests/torture/*.h)
+TT_RUN_SRCS := $(wildcard tests/torture/run*.c) tests/torture/scn.c
+TT_PEER_SRCS := $(wildcard tests/torture/peer*.c) tests/torture/scn.c
+TT_BINS := $(O)/tests/torture $(O)/tests/torture-peer
+DURATION ?= 3600
+.PHONY: torture
+
+$(O)/tests/torture: $(TT_RUN_SRCS) $(TT_HDRS) $(TESTLIB_OBJS) | $(O)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests/lib -Itests/torture $(TT_RUN_SRCS) \
+		$(TESTLIB_OBJS) -o $@ $(CRITERION_LIBS) -lpthread
+
+$(O)/tests/torture-peer: $(TT_PEER_SRCS) $(TT_HDRS) | $(O)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests/torture $(TT_PEER_SRCS) -o $@ -lpthread
+
+tests: $(TT_BINS)
+
+torture: deps
+	$(Q)$(MAKE) --no-print-directory all $(TT_BINS)
+	$(Q)$(O)/tests/torture --src $(CURDIR) --duration $(DURATION) \
+		$(if $(SEED),--seed $(SEED))
+
 format:
 	$(Q)clang-format -i $(DAEMON_SRCS) $(CLI_SRCS) $(COMMON_SRCS) $(SHIM_SRCS) $(wildcard */*.h) \
 		bpf/*.c $(UNIT_SRCS) $(IT_SRCS) $(TESTLIB_SRCS) $(TOOL_SRCS) $(EXAMPLE_SRCS)

@@ -3,7 +3,7 @@
 # Only Debian's own archive is used; nothing is downloaded from elsewhere.
 set -eu
 
-PKGS="libbpf-dev libelf-dev zlib1g-dev clang libclang-rt-14-dev llvm bpftool libcriterion-dev pkg-config make iproute2 nftables iptables python3"
+PKGS="libbpf-dev libelf-dev zlib1g-dev clang libclang-rt-14-dev llvm bpftool libcriterion-dev pkg-config make iproute2 nftables iptables python3 golang-go"
 
 missing=""
 for p in $PKGS; do

@@ -8,7 +8,8 @@
 # every integration test binary (BUILD_DIR/tests/it-*, root only), one test
 # at a time (Criterion --jobs 1), showing their output as it comes, and
 # it-shim a second time against the ASan+UBSan shim and probe
-# (LF_SHIM_VARIANT=asan, LF_ASAN_LIB=`${CC:-cc} -print-file-name=libasan.so`).
+# (LF_SHIM_VARIANT=asan, LF_ASAN_LIB=`${CC:-cc} -print-file-name=libasan.so`),
+# and the differential torture test (BUILD_DIR/tests/torture, root only).
 # Then it checks that the tests left nothing behind (lftest-* cgroups,
 # lftest-* pins in /sys/fs/bpf, BPF links attached to an lftest cgroup),
 # counts that as one more test, and removes what it found. Only entries of
@@ -115,6 +116,41 @@ run_fuzz()
 		echo "[====] $name: no crash, no sanitizer report"
 	else
 		fail "$name: libFuzzer exited with status $rc (see its report above)"
+	fi
+}
+
+# The differential torture test (BUILD_DIR/tests/torture, root only):
+# TORTURE_SCENARIOS (75) scenarios, each in its four variants, and the Go
+# and Python programs, within TORTURE_SECONDS (280). A random seed unless
+# TORTURE_SEED is set; each failure prints the command that repeats it.
+# Its `N passed, N failed` (scenario-variant runs) adds to the totals.
+run_torture()
+{
+	local bin=$1/tests/torture name=torture log rc line p f
+
+	[[ -f $bin && -x $bin ]] || return 0
+	echo "==== $name"
+	if ((EUID != 0)); then
+		fail "$name: needs root (BPF, cgroups): run 'sudo make check'"
+		return
+	fi
+	log=$(mktemp) || exit 1
+	"$bin" --count "${TORTURE_SCENARIOS:-75}" \
+		--duration "${TORTURE_SECONDS:-280}" \
+		${TORTURE_SEED:+--seed "$TORTURE_SEED"} 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	line=$(tail -n 1 "$log")
+	rm -f "$log"
+	if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]}
+		passed=$((passed + p))
+		failed=$((failed + f))
+		((f > 0)) &&
+			failures+=("$name: $f of $((p + f)) runs failed (seeds and repro lines above)")
+		((rc != 0 && f == 0)) &&
+			fail "$name: exited with status $rc after an all-passing summary"
+	else
+		fail "$name: exited with status $rc and no summary"
 	fi
 }
 
@@ -292,6 +328,7 @@ main()
 		run_binary "$bin"
 	done
 	run_shim_asan "$build"
+	run_torture "$build"
 	leak_check
 
 	if ((${#failures[@]})); then
