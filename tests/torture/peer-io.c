@@ -423,6 +423,10 @@ static void consume_bytes(struct pr_actor *a, const uint8_t *p, size_t len)
 		t = p[i] >> 7;
 		if (a->seen[t] >= lim[t] || p[i] != tt_byte(tag, t, a->seen[t]))
 			note_bad(a, a->done + i, p, i, len);
+		/* Each writer's bytes at their own offsets: the sum does not
+		 * depend on how the two interleaved. */
+		a->sum = tt_sum(a->sum, a->seen[t] | (uint64_t)t << 48, p + i,
+				1);
 		a->seen[t]++;
 	}
 }
@@ -433,10 +437,13 @@ static void consume(struct pr_actor *a, const uint8_t *p, size_t len)
 	uint64_t in = 0;
 	ssize_t off;
 
-	a->sum = tt_sum(a->sum, a->done, p, len);
 	if (a->nthreads > 1) {
 		consume_bytes(a, p, len);
-	} else if (a->bad < 0) {
+		a->done += len;
+		return;
+	}
+	a->sum = tt_sum(a->sum, a->done, p, len);
+	if (a->bad < 0) {
 		if (a->done < a->total)
 			in = a->total - a->done < len ? a->total - a->done :
 							len;
