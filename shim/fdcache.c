@@ -1,27 +1,38 @@
 // SPDX-License-Identifier: MIT
 /*
- * fdcache.c - what each file descriptor is, as far as the shim cares: a
- * socket paired on the fast path, something that never will be, or not
- * known yet. Asked once per descriptor (LOOPFAST_STATE, then TCP_INFO),
- * remembered until the descriptor is closed or replaced (close, dup2,
- * dup3, close_range, and any new socket or accepted descriptor).
+ * fdcache.c - what each socket is, as far as the shim cares: paired on the
+ * fast path, something that never will be, or not known yet.
+ *
+ * Entries are keyed by descriptor but hold the socket's cookie
+ * (SO_COOKIE), checked on every look-up: a descriptor closed inside libc
+ * (fclose, closefrom), replaced, or made by dup, fcntl(F_DUPFD) or
+ * SCM_RIGHTS can never answer for another socket. The look-up costs one
+ * getsockopt; only slow paths use it (FIONREAD, splice, MSG_WAITALL).
  *
  * Only final answers are kept: a fast pair stays fast for its lifetime,
  * and a TCP socket that is connected without being fast never becomes
- * fast. A socket still connecting, or whose state cannot be read, is
- * asked again next time.
+ * fast. A socket still connecting is asked again next time. A fast answer
+ * outlives `loopfastctl unload` (whose hooks answer no more), as the pair
+ * does.
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "loopfast.h"
 #include "shim.h"
 
-#define FD_CACHED 65536
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
 
-static unsigned char fd_state[FD_CACHED];
+#define FD_CACHED 65536
+#define STATE_BITS 2
+
+/* cookie << STATE_BITS | state, read and written whole. */
+static uint64_t fd_entry[FD_CACHED];
 
 static enum shim_fd_state fd_ask(int fd)
 {
@@ -29,15 +40,8 @@ static enum shim_fd_state fd_ask(int fd)
 	socklen_t len = sizeof(v);
 	unsigned char tcp_state;
 
-	if (!getsockopt(fd, SOL_LOOPFAST, LOOPFAST_STATE, &v, &len)) {
-		if (v == 1)
-			return SHIM_FD_FAST;
-	} else if (errno == ENOTSOCK) {
-		return SHIM_FD_REGULAR;
-	} else if (errno == EBADF) {
-		return SHIM_FD_UNKNOWN;
-	}
-
+	if (!getsockopt(fd, SOL_LOOPFAST, LOOPFAST_STATE, &v, &len) && v == 1)
+		return SHIM_FD_FAST;
 	/* Not fast now: final unless it is a TCP socket not yet connected. */
 	len = sizeof(tcp_state);
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &tcp_state, &len))
@@ -53,39 +57,45 @@ static enum shim_fd_state fd_ask(int fd)
 	}
 }
 
+/* The socket's cookie, 0 for no socket (or -EBADF as UNKNOWN below). */
+static int fd_cookie(int fd, uint64_t *cookie)
+{
+	socklen_t len = sizeof(*cookie);
+
+	*cookie = 0;
+	if (!getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len))
+		return 0;
+	return errno == EBADF ? -EBADF : 0;
+}
+
 enum shim_fd_state shim__fd_state(int fd)
 {
 	enum shim_fd_state s;
+	uint64_t cookie, e;
 	int saved = errno;
 
 	if (fd < 0)
 		return SHIM_FD_REGULAR;
+	if (fd_cookie(fd, &cookie)) {
+		errno = saved;
+		return SHIM_FD_UNKNOWN;
+	}
+	if (!cookie) {
+		errno = saved;
+		return SHIM_FD_REGULAR; /* not a socket */
+	}
 	if (fd < FD_CACHED) {
-		s = __atomic_load_n(&fd_state[fd], __ATOMIC_RELAXED);
-		if (s != SHIM_FD_UNKNOWN)
+		e = __atomic_load_n(&fd_entry[fd], __ATOMIC_RELAXED);
+		s = e & ((1U << STATE_BITS) - 1);
+		if (e >> STATE_BITS == cookie && s != SHIM_FD_UNKNOWN) {
+			errno = saved;
 			return s;
+		}
 	}
 	s = fd_ask(fd);
 	if (fd < FD_CACHED && s != SHIM_FD_UNKNOWN)
-		__atomic_store_n(&fd_state[fd], s, __ATOMIC_RELAXED);
+		__atomic_store_n(&fd_entry[fd], cookie << STATE_BITS | s,
+				 __ATOMIC_RELAXED);
 	errno = saved;
 	return s;
-}
-
-void shim__fd_forget(int fd)
-{
-	if (fd >= 0 && fd < FD_CACHED)
-		__atomic_store_n(&fd_state[fd], SHIM_FD_UNKNOWN,
-				 __ATOMIC_RELAXED);
-}
-
-void shim__fd_forget_range(unsigned int first, unsigned int last)
-{
-	unsigned int fd;
-
-	if (last >= FD_CACHED)
-		last = FD_CACHED - 1;
-	for (fd = first; fd <= last && fd < FD_CACHED; fd++)
-		__atomic_store_n(&fd_state[fd], SHIM_FD_UNKNOWN,
-				 __ATOMIC_RELAXED);
 }

@@ -21,9 +21,11 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -31,6 +33,7 @@
 #define SPLICE_CHUNK 65536
 #define PIPE_PAGE 4096
 #define WAITALL_IOV 64
+#define LF_COARSE_TICK_MS 4 /* CLOCK_MONOTONIC_COARSE resolution (HZ 250) */
 
 /* A TCP socket, whatever its path? */
 static int tcp_sock(int fd)
@@ -54,7 +57,7 @@ static int tcp_sock(int fd)
  * loopfastd's getsockopt hook (gone after `unload`, while connections
  * paired before it stay paired).
  */
-static int fast_blocking(int fd, int flags, int any_tcp)
+static int fast_blocking(int fd, int flags, int any_tcp, struct timeval *to)
 {
 	struct timeval tv = { 0 };
 	socklen_t len = sizeof(tv);
@@ -70,6 +73,8 @@ static int fast_blocking(int fd, int flags, int any_tcp)
 	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len))
 		goto out;
 	ret = tv.tv_sec || tv.tv_usec ? 2 : 1;
+	if (to)
+		*to = tv;
 out:
 	errno = saved;
 	return ret;
@@ -90,21 +95,56 @@ static int wait_readable(int fd, const struct shim_sigmark *m)
 	return 0;
 }
 
-int shim__retry_eagain(int fd, int flags, const struct shim_sigmark *m)
+/* Milliseconds since t0 (CLOCK_MONOTONIC_COARSE). */
+static long ms_since(const struct timespec *t0)
 {
-	switch (fast_blocking(fd, flags, 1)) {
-	case 0:
-		errno = EAGAIN;
-		return 0;
-	case 2:
-		/* The timeout, unless a handler cut the wait short. */
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000 +
+	       (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/*
+ * A read with SO_RCVTIMEO came back with EAGAIN. The kernel also says so
+ * on a spurious wake-up long before the timeout: wait out what is left of
+ * it (1 to go on, 0 timed out), unless a handler cut the wait short, which
+ * TCP answers with EINTR whatever SA_RESTART says (-1).
+ */
+static int timed_retry(int fd, const struct timeval *to,
+		       const struct timespec *t0, const struct shim_sigmark *m)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+	long left = to->tv_sec * 1000 + to->tv_usec / 1000 - ms_since(t0);
+
+	/* The coarse clock lags by a tick: that close, it was the timeout. */
+	if (!shim__sigsince(m) && left > LF_COARSE_TICK_MS) {
+		if (poll(&p, 1, left) > 0)
+			return 1;
 		if (!shim__sigsince(m)) {
 			errno = EAGAIN;
 			return 0;
 		}
-		shim__log("read on fast socket %d: EINTR (SO_RCVTIMEO)", fd);
-		errno = EINTR;
-		return -1;
+	} else if (!shim__sigsince(m)) {
+		errno = EAGAIN;
+		return 0;
+	}
+	shim__log("read on fast socket %d: EINTR (SO_RCVTIMEO)", fd);
+	errno = EINTR;
+	return -1;
+}
+
+int shim__retry_eagain(int fd, int flags, const struct shim_sigmark *m,
+		       const struct timespec *t0)
+{
+	struct timeval to;
+
+	switch (fast_blocking(fd, flags, 1, &to)) {
+	case 0:
+		errno = EAGAIN;
+		return 0;
+	case 2:
+		return timed_retry(fd, &to, t0, m);
 	}
 	if (shim__sigsince(m) < 0 || wait_readable(fd, m)) {
 		shim__log("read on fast socket %d: EINTR", fd);
@@ -150,16 +190,23 @@ static ssize_t rd_call(const struct rd *rd)
 }
 
 /* The call, made again while EAGAIN hides a wait TCP would have done. */
+/*
+ * The call, made again while EAGAIN hides a wait TCP would have done. The
+ * start time (a coarse clock read from the vDSO, no system call) bounds
+ * the waits under SO_RCVTIMEO.
+ */
 static ssize_t rd_blocking(const struct rd *rd, struct shim_sigmark *m)
 {
+	struct timespec t0;
 	ssize_t r;
 
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &t0);
 	for (;;) {
 		shim__sigmark(m);
 		r = rd_call(rd);
 		if (r >= 0 || errno != EAGAIN)
 			return r;
-		if (shim__retry_eagain(rd->fd, rd->flags, m) <= 0)
+		if (shim__retry_eagain(rd->fd, rd->flags, m, &t0) <= 0)
 			return -1;
 	}
 }
@@ -215,7 +262,7 @@ static ssize_t rd_waitall(const struct rd *rd, ssize_t got,
 	}
 	total = iov_total(iov, n);
 	if ((size_t)got >= total || rd->flags & MSG_PEEK ||
-	    fast_blocking(rd->fd, rd->flags, 0) != 1)
+	    fast_blocking(rd->fd, rd->flags, 0, NULL) != 1)
 		return got;
 	while ((size_t)got < total && !shim__sigsince(m0)) {
 		memset(&h, 0, sizeof(h));
@@ -328,9 +375,8 @@ LF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
 /* --- splice --- */
 
 /*
- * Wait for room in the pipe as splice does: 0 when there is room for a
- * page, -1 with EAGAIN (non-blocking) or EINTR (a handler without
- * SA_RESTART) otherwise.
+ * Wait for room in the pipe as splice does: 0 when there is room, -1 with
+ * EAGAIN (non-blocking) or EINTR (a handler without SA_RESTART).
  */
 static int pipe_room(int pfd, int nonblock, const struct shim_sigmark *m)
 {
@@ -352,16 +398,52 @@ static int pipe_room(int pfd, int nonblock, const struct shim_sigmark *m)
 	}
 }
 
+/* Bytes the pipe takes now: its size less what it holds. */
+static size_t pipe_free(int pfd)
+{
+	int size = fcntl(pfd, F_GETPIPE_SZ), held = 0;
+
+	if (size <= 0 || ioctl(pfd, FIONREAD, &held) || held >= size)
+		return 0;
+	return size - held;
+}
+
 /*
- * Peek at the socket, write into the pipe a page at a time while it has
- * room (so no write blocks where splice would not), then consume from
- * the socket exactly what went into the pipe.
+ * Write all n bytes into the pipe. They were consumed from the socket
+ * already, so they are owed: if another writer took the room, wait for it
+ * even on a non-blocking pipe rather than drop them.
+ */
+static void pipe_write_all(int pfd, const char *buf, ssize_t n)
+{
+	struct pollfd p = { .fd = pfd, .events = POLLOUT };
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(pfd, buf, n);
+		if (w > 0) {
+			buf += w;
+			n -= w;
+		} else if (w < 0 && errno == EAGAIN) {
+			poll(&p, 1, -1);
+		} else if (w < 0 && errno != EINTR) {
+			shim__log("splice: pipe write: errno %d", errno);
+			return;
+		}
+	}
+}
+
+/*
+ * Read from the socket (consuming, through the shim's own read, so a
+ * blocking splice waits as TCP's would) at most what the pipe has room
+ * for, then write that into the pipe. Consuming first means a second
+ * reader of the socket can never see these bytes twice.
  */
 static ssize_t splice_emulate(int in, int out, size_t len, unsigned int flags)
 {
 	int nonblock_pipe, fl;
 	struct shim_sigmark m;
-	ssize_t n, w, done = 0;
+	ssize_t n;
+	size_t room;
 	char *buf;
 
 	fl = fcntl(out, F_GETFL);
@@ -371,42 +453,27 @@ static ssize_t splice_emulate(int in, int out, size_t len, unsigned int flags)
 	shim__sigmark(&m);
 	if (pipe_room(out, nonblock_pipe, &m))
 		return -1;
-	buf = malloc(SPLICE_CHUNK);
+	room = pipe_free(out);
+	if (!room)
+		room = PIPE_PAGE;
+	if (len > room)
+		len = room;
+	if (len > SPLICE_CHUNK)
+		len = SPLICE_CHUNK;
+	buf = malloc(len);
 	if (!buf) {
 		errno = ENOMEM;
 		return -1;
 	}
-	if (len > SPLICE_CHUNK)
-		len = SPLICE_CHUNK;
-	n = recv(in, buf, len, MSG_PEEK);
-	if (n <= 0) {
-		done = n;
-		goto out;
-	}
-	while (done < n) {
-		if (done) {
-			struct pollfd p = { .fd = out, .events = POLLOUT };
-
-			if (poll(&p, 1, 0) <= 0)
-				break;
-		}
-		w = write(out, buf + done,
-			  n - done < PIPE_PAGE ? n - done : PIPE_PAGE);
-		if (w < 0) {
-			if (!done)
-				done = -1;
-			goto out;
-		}
-		done += w;
-	}
-	/* What went into the pipe leaves the socket; it was peeked here. */
-	if (REAL(recv)(in, buf, done, MSG_DONTWAIT) != done)
-		shim__log("splice from fast socket %d: consume short", in);
-out:
+	/* As tcp_splice_read(): the socket's own O_NONBLOCK decides whether
+	 * the read waits; SPLICE_F_NONBLOCK is about the pipe. */
+	n = recv(in, buf, len, 0);
+	if (n > 0)
+		pipe_write_all(out, buf, n);
 	fl = errno;
 	free(buf);
 	errno = fl;
-	return done;
+	return n;
 }
 
 LF_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out,
@@ -419,9 +486,7 @@ LF_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out,
 	if (off_in || !len || shim__fd_state(in) != SHIM_FD_FAST)
 		return real(in, off_in, out, off_out, len, flags);
 	r = splice_emulate(in, out, len, flags);
-	if (r == -2 || (r < 0 && errno == ENOTSOCK)) {
-		shim__fd_forget(in);
+	if (r == -2)
 		return real(in, off_in, out, off_out, len, flags);
-	}
 	return r;
 }

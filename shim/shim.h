@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #define LF_EXPORT __attribute__((visibility("default")))
 
@@ -34,10 +35,8 @@ enum shim_fd_state {
 	SHIM_FD_FAST, /* paired on the fast path: stays so until closed */
 };
 
-/* What fd is, from the cache or asked once (getsockopt); errno kept. */
+/* What the socket behind fd is (checked by its cookie); errno kept. */
 enum shim_fd_state shim__fd_state(int fd);
-void shim__fd_forget(int fd);
-void shim__fd_forget_range(unsigned int first, unsigned int last);
 
 /* --- signals (signals.c) --- */
 
@@ -59,7 +58,8 @@ int shim__sigsince(const struct shim_sigmark *m);
  * handler without SA_RESTART ran since m. 0: return EAGAIN as it is.
  * -1: return EINTR (errno set).
  */
-int shim__retry_eagain(int fd, int flags, const struct shim_sigmark *m);
+int shim__retry_eagain(int fd, int flags, const struct shim_sigmark *m,
+		       const struct timespec *t0);
 
 void shim__served(int fd);
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * sock.c - the ioctl, the auto opt-in, and keeping the per-fd cache true
- * when descriptors are created, closed or replaced.
+ * sock.c - the ioctl, FIONREAD, LOOPFAST_SERVED on every TCP socket the
+ * program makes, and the auto opt-in.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -12,8 +12,6 @@
 
 #include "loopfast.h"
 #include "shim.h"
-
-#define CLOSE_RANGE_CLOEXEC_FLAG (1U << 2)
 
 /* ioctl(SIO_LOOPBACK_FAST_PATH) is the socket option with ioctl errnos. */
 static int fast_path_ioctl(int fd, const void *arg)
@@ -33,10 +31,11 @@ static int fast_path_ioctl(int fd, const void *arg)
 }
 
 /*
- * FIONREAD (SIOCINQ) on a fast socket counts only the redirected bytes:
- * during a detour the bytes in TCP's own queue are missing, and a program
+ * FIONREAD (SIOCINQ) on a fast socket counts one receive queue only: once
+ * a direction took TCP, bytes in the other are missing, and a program
  * that reads only what FIONREAD promised (nginx with edge-triggered
- * epoll) waits forever. Answer with LOOPFAST_INQ when that is larger.
+ * epoll) waits forever. LOOPFAST_INQ counts both; it is -1 (or fails)
+ * for a socket that is not paired, which keeps the kernel's answer.
  */
 static int fionread_ioctl(int (*real)(int, unsigned long, ...), int fd,
 			  void *arg)
@@ -44,7 +43,7 @@ static int fionread_ioctl(int (*real)(int, unsigned long, ...), int fd,
 	int ret = real(fd, (unsigned long)FIONREAD, arg), saved = errno, inq;
 	socklen_t len = sizeof(inq);
 
-	if (ret || shim__fd_state(fd) != SHIM_FD_FAST)
+	if (ret)
 		return ret;
 	if (!getsockopt(fd, SOL_LOOPFAST, LOOPFAST_INQ, &inq, &len) &&
 	    inq > *(int *)arg)
@@ -100,7 +99,6 @@ LF_EXPORT int socket(int domain, int type, int protocol)
 
 	if (fd < 0)
 		return fd;
-	shim__fd_forget(fd);
 	if (!is_tcp(domain, type, protocol))
 		return fd;
 	shim__served(fd);
@@ -113,61 +111,4 @@ LF_EXPORT int socket(int domain, int type, int protocol)
 		errno = saved;
 	}
 	return fd;
-}
-
-LF_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
-{
-	int (*real)(int, struct sockaddr *, socklen_t *) = REAL(accept);
-	int nfd = real(fd, addr, len);
-
-	shim__fd_forget(nfd);
-	return nfd;
-}
-
-LF_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
-{
-	int (*real)(int, struct sockaddr *, socklen_t *, int) = REAL(accept4);
-	int nfd = real(fd, addr, len, flags);
-
-	shim__fd_forget(nfd);
-	return nfd;
-}
-
-LF_EXPORT int close(int fd)
-{
-	int (*real)(int) = REAL(close);
-	int ret = real(fd);
-
-	shim__fd_forget(fd);
-	return ret;
-}
-
-LF_EXPORT int dup2(int oldfd, int newfd)
-{
-	int (*real)(int, int) = REAL(dup2);
-	int ret = real(oldfd, newfd);
-
-	if (ret >= 0 && oldfd != newfd)
-		shim__fd_forget(newfd);
-	return ret;
-}
-
-LF_EXPORT int dup3(int oldfd, int newfd, int flags)
-{
-	int (*real)(int, int, int) = REAL(dup3);
-	int ret = real(oldfd, newfd, flags);
-
-	if (ret >= 0)
-		shim__fd_forget(newfd);
-	return ret;
-}
-
-LF_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
-{
-	int (*real)(unsigned int, unsigned int, int) = REAL(close_range);
-	int ret = real(first, last, flags);
-
-	if (!ret && !(flags & CLOSE_RANGE_CLOEXEC_FLAG))
-		shim__fd_forget_range(first, last);
-	return ret;
 }
