@@ -536,6 +536,11 @@ static ssize_t read_fionread(struct pr_actor *a, size_t n)
 
 	if (poll(&p, 1, PR_WAIT_SLICE_MS) <= 0)
 		return -EAGAIN;
+	/* POLLERR alone: TX timestamps wait in the error queue. */
+	if (!(p.revents & (POLLIN | POLLHUP))) {
+		sleep_ms(1);
+		return -EAGAIN;
+	}
 	if (ioctl(a->fd, FIONREAD, &q))
 		return -errno;
 	if (q > 0) {
