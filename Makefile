@@ -184,6 +184,15 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory tests
 	$(Q)scripts/run-tests.sh $(O)
 
+# Each kernel of KERNELS (Debian 12's current 6.1 and 6.12 by default) in
+# a qemu VM, running the integration suites VM_SUITES of $(O) inside it;
+# see scripts/vm/check-kernels.sh for KERNELS, VM_SUITES and VM_TIMEOUT.
+.PHONY: check-kernels
+check-kernels: deps
+	$(Q)scripts/vm-deps.sh
+	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)scripts/vm/check-kernels.sh $(O)
+
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/demo.sh $(O)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# run-tests.sh BUILD_DIR - the test runner behind `make check`.
+# run-tests.sh [--only NAME[,NAME...]] BUILD_DIR - the test runner behind
+# `make check` (and, with --only, inside each VM of `make check-kernels`).
 #
 # Runs every unit test binary (BUILD_DIR/tests/unit-*, asan-unit-*), each
 # libFuzzer target (fuzz-*) for FUZZ_SECONDS (30), then
@@ -17,6 +18,12 @@
 # belongs to a test running alongside (another checkout, another session)
 # and is left alone. The last line is always
 # `N passed, N failed`; the exit status is non-zero when anything failed.
+#
+# --only NAMES (comma or space separated) runs just those Criterion binaries
+# of BUILD_DIR/tests, in that order (`it-data`, `unit-filter`, ...; the name
+# `it-shim-asan` is the ASan+UBSan run of it-shim, `torture` the torture
+# test run as below), then the leak check. A name with no binary counts as
+# a failure.
 set -u
 
 readonly PREFIX=lftest
@@ -30,7 +37,7 @@ failures=()
 
 usage()
 {
-	echo "usage: $0 BUILD_DIR" >&2
+	echo "usage: $0 [--only NAME[,NAME...]] BUILD_DIR" >&2
 	exit 2
 }
 
@@ -298,17 +305,10 @@ leak_check()
 	fi
 }
 
-main()
+# The whole suite: unit tests, fuzzers, integration tests, the ASan shim.
+run_all()
 {
-	local build=${1:-} bin
-
-	[[ -n $build && -d $build ]] || usage
-	shopt -s nullglob
-
-	if [[ -n $(leaked_cgroups)$(leaked_pins) ]]; then
-		note "removing $PREFIX leftovers of an earlier run (not counted)"
-		cleanup
-	fi
+	local build=$1 bin
 
 	for bin in "$build"/tests/unit-* "$build"/tests/asan-unit-*; do
 		[[ -f $bin && -x $bin ]] || continue
@@ -329,6 +329,57 @@ main()
 	done
 	run_shim_asan "$build"
 	run_torture "$build"
+}
+
+# Only the binaries named in $2 (see --only above).
+run_only()
+{
+	local build=$1 name bin
+
+	for name in ${2//,/ }; do
+		bin=$build/tests/$name
+		if [[ $name == it-shim-asan ]]; then
+			[[ -x $build/tests/it-shim ]] ||
+				fail "$name: $build/tests/it-shim is not built (make tests)"
+			run_shim_asan "$build"
+		elif [[ $name == */* || ! -f $bin || ! -x $bin ]]; then
+			echo "==== $name"
+			fail "$name: no test binary $bin (build it: make O=$build tests)"
+		elif [[ $name == torture ]]; then
+			run_torture "$build"
+		elif [[ $name == it-* ]] && ((EUID != 0)); then
+			echo "==== $name"
+			fail "$name: integration tests need root (BPF, cgroups): run it as root"
+		else
+			run_binary "$bin"
+		fi
+	done
+}
+
+main()
+{
+	local only='' only_set=0
+
+	if [[ ${1:-} == --only ]]; then
+		(($# >= 2)) || usage
+		only=$2 only_set=1
+		shift 2
+	fi
+	local build=${1:-}
+
+	[[ -n $build && -d $build && $# -eq 1 ]] || usage
+	shopt -s nullglob
+
+	if [[ -n $(leaked_cgroups)$(leaked_pins) ]]; then
+		note "removing $PREFIX leftovers of an earlier run (not counted)"
+		cleanup
+	fi
+
+	if ((only_set)); then
+		run_only "$build" "$only"
+	else
+		run_all "$build"
+	fi
 	leak_check
 
 	if ((${#failures[@]})); then

@@ -1,0 +1,152 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Stage 2 of a `make check-kernels` VM: PID 1 after the initramfs
+# (scripts/vm/initramfs-init.sh) switched to the host's root (read-only 9p
+# under a tmpfs overlay) with the build directory mounted read-write.
+#
+# Mounts what the tests expect of a booted system (proc, sysfs, devtmpfs,
+# cgroup2, bpffs, tracefs and debugfs when the kernel has them), makes the
+# kernel's own modules reachable for modprobe, brings lo up, raises the
+# open file limit, runs the chosen test binaries through
+# scripts/run-tests.sh --only (its parser and leak check), writes the
+# result for the host, and powers off.
+#
+# What to run comes from the job file the host wrote (lfvm.job= on the
+# kernel command line), a bash fragment that sets:
+#	LFVM_KERNEL	the kernel's name, for messages
+#	LFVM_SUITES	test binaries of BUILD/tests, comma separated
+#	LFVM_MODULES	the kernel package's lib/modules/VERSION (host path)
+#	LFVM_RESULT	where to write the result (in the build directory)
+# and exports the extra environment the tests get (VM_ENV on the host).
+# The result file holds one line: `PASSED FAILED BOOT_S SUITES_S`.
+# If this script dies, the kernel panics (PID 1 exited) and, with panic=1
+# and qemu's -no-reboot, the VM ends: the host reports no result.
+set -u
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LANG=C.UTF-8
+
+say()
+{
+	printf 'lfvm: %s\n' "$*"
+}
+
+# Power the VM off (the qemu process then exits on the host).
+power_off()
+{
+	sync
+	/bin/busybox poweroff -f
+	echo o >/proc/sysrq-trigger
+	sleep 10
+}
+
+# Say what failed, then power off: the host finds no result file.
+die()
+{
+	say "FAILED: $*"
+	power_off
+}
+
+# The value of lfvm.NAME= on the kernel command line.
+cmdline_arg()
+{
+	local a
+
+	for a in $(</proc/cmdline); do
+		[[ $a == "lfvm.$1="* ]] && echo "${a#*=}"
+	done
+}
+
+# mount -t TYPE on DIR when the kernel knows TYPE and DIR exists.
+mount_if()
+{
+	local type=$1 dir=$2
+
+	grep -qw "$type" /proc/filesystems || return 0
+	[[ -d $dir ]] || return 0
+	mount -t "$type" "$type" "$dir" || say "warning: cannot mount $type on $dir"
+}
+
+# The file systems a booted system has and the tests use.
+mount_system()
+{
+	mount -t proc proc /proc || die "mount proc"
+	mount -t sysfs sysfs /sys || die "mount sysfs"
+	mount -t devtmpfs devtmpfs /dev || die "mount devtmpfs"
+	# devtmpfs has no /dev/fd (bash's <(...) needs it) nor std* links.
+	ln -sfn /proc/self/fd /dev/fd
+	ln -sf /proc/self/fd/0 /dev/stdin
+	ln -sf /proc/self/fd/1 /dev/stdout
+	ln -sf /proc/self/fd/2 /dev/stderr
+	mkdir -p /dev/pts /dev/shm
+	mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
+	mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+	mount -t tmpfs -o mode=0755 tmpfs /run
+	mount -t tmpfs -o mode=1777 tmpfs /tmp
+	mount -t cgroup2 cgroup2 /sys/fs/cgroup || die "mount cgroup2"
+	mount -t bpf bpf /sys/fs/bpf || die "mount bpffs"
+	mount_if tracefs /sys/kernel/tracing
+	mount_if debugfs /sys/kernel/debug
+}
+
+# /lib/modules/$(uname -r) from the kernel package, so that modprobe (and
+# the kernel's own module requests: nftables, qdiscs) find the modules.
+bind_modules()
+{
+	local dir
+
+	dir=/lib/modules/$(uname -r)
+
+	[[ -d $LFVM_MODULES ]] || {
+		say "warning: no modules at $LFVM_MODULES: modprobe will fail"
+		return 0
+	}
+	mkdir -p "$dir" && mount --bind "$LFVM_MODULES" "$dir" ||
+		say "warning: cannot bind $LFVM_MODULES on $dir"
+}
+
+# Run the suites; write `PASSED FAILED BOOT_S SUITES_S` to LFVM_RESULT.
+run_suites()
+{
+	local build=$1 boot start out last
+
+	boot=$(cut -d. -f1 /proc/uptime)
+	say "$LFVM_KERNEL: booted in ${boot} s (kernel $(uname -r)); running $LFVM_SUITES"
+	start=$SECONDS
+	out=$(mktemp) || die "mktemp"
+	(cd "$REPO" && scripts/run-tests.sh --only "$LFVM_SUITES" "$build") 2>&1 |
+		tee "$out"
+	last=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+	rm -f "$out"
+	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]} $boot $((SECONDS - start))" \
+			>"$LFVM_RESULT" || die "write $LFVM_RESULT"
+		say "$LFVM_KERNEL: $last in $((SECONDS - start)) s"
+	else
+		die "run-tests.sh ended without its 'N passed, N failed' line"
+	fi
+}
+
+main()
+{
+	local build job
+
+	mount_system
+	build=$(cmdline_arg build)
+	job=$(cmdline_arg job)
+	[[ -f $job ]] || die "no job file '$job' (lfvm.job= on the kernel command line)"
+	# shellcheck source=/dev/null
+	. "$job"
+	REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd) ||
+		die "cannot find the source tree"
+	bind_modules
+	hostname lfvm 2>/dev/null
+	ip link set lo up || die "ip link set lo up"
+	ulimit -Hn 65536 && ulimit -Sn 65536 || say "warning: cannot raise ulimit -n"
+
+	run_suites "$build"
+	power_off
+}
+
+main
