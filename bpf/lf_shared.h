@@ -64,6 +64,7 @@ struct lf_key {
 #define LF_SK_CONN 0x1 /* conn/peer/dir below are valid */
 #define LF_SK_LOWAT 0x2 /* SO_RCVLOWAT above 1 is set on this socket */
 #define LF_SK_SERVED 0x4 /* libloopfast.so serves this socket's reads */
+#define LF_SK_IN_MAP 0x8 /* was put into the sockhash under its own key */
 
 struct lf_sk {
 	__u32 optin; /* the LOOPFAST_FAST_PATH flag */

@@ -332,6 +332,39 @@ static __always_inline void sk_bind_conn(struct bpf_sock_ops *skops,
 	bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
+/* The sockhash key of the socket s describes (the peer's key reversed). */
+static __always_inline void sk_own_key(struct lf_sk *s, struct lf_key *k)
+{
+	lf_key_reverse(k, &s->peer);
+}
+
+/*
+ * A socket that was in the sockhash connects again (connect(AF_UNSPEC),
+ * then connect). Since sockmap lost its unhash hook (6.4), the kernel
+ * keeps such a socket in the map, psock and unread redirected bytes of the
+ * old connection included, which its next reads would return. Take it out
+ * first, as TCP's disconnect purges its receive queue. Whether it is still
+ * in the map is asked of the kernel: adding it under a key of its own
+ * fails with EBUSY exactly when it is (its psock has the map's sk_msg
+ * program), and then its only entry is its old own key.
+ */
+static __always_inline void sk_leave_stale(struct bpf_sock_ops *skops,
+					   struct lf_sk *s, __u64 cookie)
+{
+	struct lf_key probe = {}, old;
+
+	s->flags &= ~LF_SK_IN_MAP;
+	probe.laddr[0] = (__u32)cookie;
+	probe.laddr[1] = (__u32)(cookie >> 32);
+	probe.lport = 1; /* netns 0, port 1: no socket has this key */
+	if (bpf_sock_hash_update(skops, &lf_sockhash, &probe, BPF_NOEXIST)) {
+		sk_own_key(s, &old);
+		bpf_map_delete_elem(&lf_sockhash, &old);
+	} else {
+		bpf_map_delete_elem(&lf_sockhash, &probe);
+	}
+}
+
 /*
  * Client side, connection just established. A wanted fast connection puts
  * the client into the sockhash and opens the slot as pending; the server's
@@ -352,13 +385,15 @@ static __always_inline void ops_active(struct bpf_sock_ops *skops)
 		return;
 	ops_key(skops, &k);
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
+	cookie = bpf_get_socket_cookie(skops);
+	if (s && (s->flags & LF_SK_IN_MAP))
+		sk_leave_stale(skops, s, cookie);
 	v = ops_verdict(s, &k);
 	if (v == LF_V_NOT_WANTED)
 		return;
 	count_verdict(v);
 	if (v == LF_V_NOT_LOOPBACK || !s)
 		return;
-	cookie = bpf_get_socket_cookie(skops);
 	c.refs = 1;
 	c.cookie[0] = cookie;
 	c.lowat[1] = !!(s->flags & LF_SK_LOWAT);
@@ -371,12 +406,15 @@ static __always_inline void ops_active(struct bpf_sock_ops *skops)
 		return;
 	}
 	lf_key_reverse(&peer, &k);
+	/* BPF_ANY: a live endpoint owns its 4-tuple in its netns. */
 	if (v == LF_V_FAST &&
-	    bpf_sock_hash_update(skops, &lf_sockhash, &k, BPF_NOEXIST)) {
+	    bpf_sock_hash_update(skops, &lf_sockhash, &k, BPF_ANY)) {
 		stat_add(LF_ST_REG_MAP_FULL, 1);
 		c.state = LF_CONN_REGULAR;
 		bpf_map_update_elem(&lf_conns, &k, &c, BPF_ANY);
 	}
+	if (c.state == LF_CONN_PENDING)
+		s->flags |= LF_SK_IN_MAP;
 	sk_bind_conn(skops, s, &k, &peer, 0, cookie);
 }
 
@@ -456,11 +494,12 @@ static __always_inline void ops_passive(struct bpf_sock_ops *skops)
 	}
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0,
 			       BPF_SK_STORAGE_GET_F_CREATE);
-	if (!s || bpf_sock_hash_update(skops, &lf_sockhash, &k, BPF_NOEXIST)) {
+	if (!s || bpf_sock_hash_update(skops, &lf_sockhash, &k, BPF_ANY)) {
 		stat_add(LF_ST_REG_MAP_FULL, 1);
 		conn_abandon(&ck);
 		return;
 	}
+	s->flags |= LF_SK_IN_MAP;
 	sk_bind_conn(skops, s, &ck, &ck, 1, bpf_get_socket_cookie(skops));
 	c->cookie[1] = s->cookie;
 	c->lowat[0] = !!(s->flags & LF_SK_LOWAT);

@@ -1412,6 +1412,14 @@ int lf_tcp_socket_(int family, int optin)
 		if (err)
 			lf_fail("setsockopt(SOL_LOOPFAST, LOOPFAST_SERVED): %s",
 				strerror(-err));
+	} else if (optin == LF_RAW_ONLY) {
+		err = setsockopt(fd, SOL_LOOPFAST, LOOPFAST_FAST_PATH,
+				 &(int){ 1 }, sizeof(int)) ?
+			      -errno :
+			      0;
+		if (err)
+			lf_fail("setsockopt(SOL_LOOPFAST, LOOPFAST_FAST_PATH): %s",
+				strerror(-err));
 	} else if (optin) {
 		err = lf_optin_set(fd, 1);
 		if (err)

@@ -177,9 +177,11 @@ void lf__at(const char *file, int line);
 
 /*
  * optin: 0 none, 1 the opt-in (with LOOPFAST_SERVED, see lf_optin_set),
- * LF_SERVED_ONLY: LOOPFAST_SERVED alone (mode all).
+ * LF_SERVED_ONLY: LOOPFAST_SERVED alone (mode all), LF_RAW_ONLY: the
+ * opt-in alone, as a program without the shim sets it.
  */
 #define LF_SERVED_ONLY 2
+#define LF_RAW_ONLY 3
 int lf_tcp_socket_(int family, int optin);
 int lf_tcp_listen_(int family, const char *addr, int optin);
 int lf_tcp_connect_(int family, const char *addr, int port, int optin);
