@@ -40,6 +40,7 @@ readonly DEFAULT_KERNELS="linux-image-amd64 linux-image-6.12-amd64"
 readonly BOOT_MODULES="virtio_pci 9pnet_virtio 9p overlay"
 
 QPID=
+TPID=
 total_passed=0
 total_failed=0
 summary=()
@@ -61,11 +62,13 @@ die()
 	exit 1
 }
 
-# Stop the VM still running, if any (on every way out).
+# Stop the VM still running, if any, and its console display (on every
+# way out).
 stop_vm()
 {
 	local i
 
+	[[ -n $TPID ]] && kill "$TPID" 2>/dev/null
 	[[ -n $QPID ]] || return 0
 	kill "$QPID" 2>/dev/null
 	for ((i = 0; i < 50; i++)); do
@@ -241,11 +244,16 @@ boot_vm()
 		-device virtio-9p-pci,fsdev=build,mount_tag=build \
 		</dev/null >"$log" 2>&1 &
 	QPID=$!
-	# Show the console as it comes; tail ends when the VM does.
-	tail -n +1 -f --pid="$QPID" "$log" 2>/dev/null
+	# Show the console as it comes; tail ends when the VM does. Both run
+	# in the background: a signal to this script interrupts `wait` at once
+	# (stop_vm then ends the VM), where a foreground tail would delay it.
+	tail -n +1 -f --pid="$QPID" "$log" 2>/dev/null &
+	TPID=$!
 	wait "$QPID"
 	rc=$?
 	QPID=
+	wait "$TPID"
+	TPID=
 	return "$rc"
 }
 
