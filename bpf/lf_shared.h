@@ -65,6 +65,7 @@ struct lf_key {
 #define LF_SK_LOWAT 0x2 /* SO_RCVLOWAT above 1 is set on this socket */
 #define LF_SK_SERVED 0x4 /* libloopfast.so serves this socket's reads */
 #define LF_SK_IN_MAP 0x8 /* was put into the sockhash under its own key */
+#define LF_SK_CLOSED 0x10 /* its connection closed; in_* below count on */
 
 struct lf_sk {
 	__u32 optin; /* the LOOPFAST_FAST_PATH flag */
@@ -74,6 +75,14 @@ struct lf_sk {
 	__u64 cookie; /* socket cookie, to tell key reuse apart */
 	struct lf_key conn; /* key of the connection in lf_conns (client's key) */
 	struct lf_key peer; /* the peer socket's key in lf_sockhash */
+	/*
+	 * The direction into this socket once its connection reached
+	 * TCP_CLOSE (a reset, or the peer gone) and its slot may be gone:
+	 * bytes redirected into it and bytes it has read, so LOOPFAST_INQ
+	 * stays exact while it reads what is left.
+	 */
+	__u64 in_redir;
+	__u64 in_read;
 };
 
 /* lf_conn.state */

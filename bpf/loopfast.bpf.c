@@ -220,20 +220,28 @@ static __always_inline int sock_inq(struct bpf_sock *sk)
 	struct bpf_tcp_sock *tp;
 	struct lf_conn *c;
 	struct lf_sk *s;
-	__u64 n, rd, tcp_read;
+	__u64 n, rd, redir, tcp_read;
 	__u32 in;
 
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
-	if (!s || !(s->flags & LF_SK_CONN))
+	if (!s)
 		return -1;
-	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
-	if (!c || c->state != LF_CONN_PAIRED ||
-	    c->cookie[s->dir & 1] != s->cookie)
+	if (s->flags & LF_SK_CONN) {
+		c = bpf_map_lookup_elem(&lf_conns, &s->conn);
+		if (!c || c->state != LF_CONN_PAIRED ||
+		    c->cookie[s->dir & 1] != s->cookie)
+			return -1;
+		in = !(s->dir & 1);
+		rd = c->read[in];
+		redir = c->redir[in];
+	} else if (s->flags & LF_SK_CLOSED) {
+		rd = s->in_read;
+		redir = s->in_redir;
+	} else {
 		return -1;
-	in = !(s->dir & 1);
-	rd = c->read[in];
-	n = lf_unread_redirected(c->redir[in], rd);
-	tcp_read = rd > c->redir[in] ? rd - c->redir[in] : 0;
+	}
+	n = lf_unread_redirected(redir, rd);
+	tcp_read = rd > redir ? rd - redir : 0;
 	tp = bpf_tcp_sock(sk);
 	if (tp && tp->bytes_received > tcp_read)
 		n += tp->bytes_received - tcp_read;
@@ -328,7 +336,7 @@ static __always_inline void sk_bind_conn(struct bpf_sock_ops *skops,
 	s->peer = *peer;
 	s->dir = dir;
 	s->cookie = cookie;
-	s->flags |= LF_SK_CONN;
+	s->flags = (s->flags | LF_SK_CONN) & ~LF_SK_CLOSED;
 	bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
@@ -527,6 +535,11 @@ static __always_inline void ops_close(struct bpf_sock_ops *skops)
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
 	if (!c || c->cookie[s->dir & 1] != s->cookie)
 		return;
+	if (c->state == LF_CONN_PAIRED) {
+		s->in_redir = c->redir[!(s->dir & 1)];
+		s->in_read = c->read[!(s->dir & 1)];
+		s->flags |= LF_SK_CLOSED;
+	}
 	if (__sync_fetch_and_add(&c->refs, -1) <= 1)
 		bpf_map_delete_elem(&lf_conns, &s->conn);
 }
@@ -681,7 +694,13 @@ static __always_inline void count_read(struct sock *sk, int ret, int flags)
 	if (ret <= 0 || (flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return;
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
-	if (!s || !(s->flags & LF_SK_CONN))
+	if (!s)
+		return;
+	if (s->flags & LF_SK_CLOSED) {
+		__sync_fetch_and_add(&s->in_read, ret);
+		return;
+	}
+	if (!(s->flags & LF_SK_CONN))
 		return;
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
 	if (c && c->cookie[s->dir & 1] == s->cookie)
