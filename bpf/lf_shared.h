@@ -66,6 +66,16 @@ struct lf_key {
 #define LF_SK_SERVED 0x4 /* libloopfast.so serves this socket's reads */
 #define LF_SK_IN_MAP 0x8 /* was put into the sockhash under its own key */
 #define LF_SK_CLOSED 0x10 /* its connection closed; in_* below count on */
+#define LF_SK_SMALL_SNDBUF 0x20 /* SO_SNDBUF under LF_MIN_SNDBUF was asked */
+
+/*
+ * The smallest SO_SNDBUF a socket in the sockhash gets (the kernel
+ * doubles it): two loopback segments and their overhead. The sockmap's
+ * send path waits for room without pushing the partial segment that
+ * Nagle or MSG_MORE holds back; a buffer that such a segment can fill
+ * never gets room again.
+ */
+#define LF_MIN_SNDBUF (128U << 10)
 
 struct lf_sk {
 	__u32 optin; /* the LOOPFAST_FAST_PATH flag */

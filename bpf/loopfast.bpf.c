@@ -25,6 +25,7 @@
 #define EISCONN 106
 #define SOL_SOCKET 1
 #define SO_RCVLOWAT 18
+#define SO_SNDBUF 7
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
 #define MSG_PEEK 2
@@ -155,6 +156,35 @@ static __always_inline int sockopt_served(struct bpf_sockopt *ctx)
 	return 1;
 }
 
+/*
+ * SO_SNDBUF below LF_MIN_SNDBUF: raised to it on a socket in the
+ * sockhash, remembered on one that is not yet (sockops raises it when the
+ * socket enters the sockhash).
+ */
+static __always_inline int sockopt_sndbuf(struct bpf_sockopt *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	int *val = ctx->optval;
+	struct lf_sk *s;
+
+	if (!sk || ctx->optlen < (int)sizeof(int) ||
+	    (void *)(val + 1) > ctx->optval_end)
+		return 1;
+	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
+	if (!s)
+		return 1;
+	if (*val >= (int)LF_MIN_SNDBUF) {
+		s->flags &= ~LF_SK_SMALL_SNDBUF;
+		return 1;
+	}
+	if ((s->flags & (LF_SK_CONN | LF_SK_IN_MAP)) ==
+	    (LF_SK_CONN | LF_SK_IN_MAP))
+		*val = LF_MIN_SNDBUF;
+	else
+		s->flags |= LF_SK_SMALL_SNDBUF;
+	return 1;
+}
+
 SEC("cgroup/setsockopt")
 int lf_setsockopt(struct bpf_sockopt *ctx)
 {
@@ -167,6 +197,8 @@ int lf_setsockopt(struct bpf_sockopt *ctx)
 
 	if (level == SOL_SOCKET && optname == SO_RCVLOWAT)
 		return sockopt_rcvlowat(ctx);
+	if (level == SOL_SOCKET && optname == SO_SNDBUF)
+		return sockopt_sndbuf(ctx);
 	if (level != SOL_LOOPFAST || !sk)
 		return 1;
 	if (optname == LOOPFAST_SERVED)
@@ -332,6 +364,14 @@ static __always_inline void sk_bind_conn(struct bpf_sock_ops *skops,
 					 struct lf_key *peer, __u32 dir,
 					 __u64 cookie)
 {
+	int min = LF_MIN_SNDBUF;
+
+	/* In the sockhash now: see LF_MIN_SNDBUF. */
+	if ((s->flags & (LF_SK_SMALL_SNDBUF | LF_SK_IN_MAP)) ==
+	    (LF_SK_SMALL_SNDBUF | LF_SK_IN_MAP)) {
+		bpf_setsockopt(skops, SOL_SOCKET, SO_SNDBUF, &min, sizeof(min));
+		s->flags &= ~LF_SK_SMALL_SNDBUF;
+	}
 	s->conn = *conn;
 	s->peer = *peer;
 	s->dir = dir;

@@ -606,3 +606,67 @@ Test(integrity, blocking_reader_without_shim_gets_tcp_reads)
 	cr_assert_eq(lf_env_start(&env, &o), 0, "start loopfastd, mode all");
 	blocking_read_case(0, 0);
 }
+
+/*
+ * A send buffer smaller than one loopback segment: the sockmap's send path
+ * waits for room without pushing the partial segment that Nagle, MSG_MORE
+ * or TCP_CORK holds back, so such a buffer never got room again (torture
+ * seed 0x5eed, scenarios 112 and 123). A socket in the sockhash gets at
+ * least LF_MIN_SNDBUF, whether it asked before or after it was paired;
+ * a corked, non-blocking writer of small pieces then completes.
+ */
+static void corked_small_writes(int c, int s, int seed)
+{
+	struct lf_xfer x[2];
+	int on = 1;
+
+	cr_assert(!setsockopt(c, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)));
+	lf_xfer_send_init(&x[0], c, seed, 240000);
+	x[0].chunk = 24;
+	x[0].shut_wr = 1;
+	lf_xfer_recv_init(&x[1], s, seed, 240000);
+	x[1].want_eof = 1;
+	lf_xfer_run(x, 2, 5000);
+	lf_xfer_assert_ok(&x[0]);
+	lf_xfer_assert_ok(&x[1]);
+}
+
+static int sndbuf_of(int fd)
+{
+	socklen_t len = sizeof(int);
+	int v = -1;
+
+	getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &len);
+	return v;
+}
+
+Test(integrity, tiny_send_buffer_of_a_fast_socket_is_raised)
+{
+	int c, s, small = 3000, lfd, port;
+	struct sockaddr_in a = { .sin_family = AF_INET };
+
+	start(0);
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	cr_assert(!setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof(int)));
+	cr_assert(sndbuf_of(c) >= (int)LF_MIN_SNDBUF,
+		  "SO_SNDBUF %d after pairing", sndbuf_of(c));
+	corked_small_writes(c, s, 91);
+	lf_close(&c);
+	lf_close(&s);
+	/* Asked before connect(): raised when the socket is paired. */
+	lfd = lf_tcp_listen(AF_INET, "127.0.0.1", 1);
+	port = lf_port(lfd);
+	c = lf_tcp_socket(AF_INET, 1);
+	cr_assert(!setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof(int)));
+	a.sin_port = htons(port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(!connect(c, (struct sockaddr *)&a, sizeof(a)));
+	s = lf_tcp_accept(lfd, 2000);
+	cr_assert(lf_state_wait(c, 1, 1000) == 1);
+	cr_assert(sndbuf_of(c) >= (int)LF_MIN_SNDBUF,
+		  "SO_SNDBUF %d of a socket paired after asking", sndbuf_of(c));
+	corked_small_writes(c, s, 92);
+	lf_close(&c);
+	lf_close(&s);
+	lf_close(&lfd);
+}
