@@ -227,13 +227,20 @@ int lf_setsockopt(struct bpf_sockopt *ctx)
 	return 1;
 }
 
-/* LOOPFAST_STATE: is this socket's connection paired right now? */
+/*
+ * LOOPFAST_STATE: is this socket's connection paired? A connection that
+ * was paired stays so for the socket's life, also once it closed under a
+ * socket that still reads (a reset): its redirected bytes are still to be
+ * read, through the shim's reads.
+ */
 static __always_inline int sock_paired(struct bpf_sock *sk)
 {
 	struct lf_conn *c;
 	struct lf_sk *s;
 
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
+	if (s && (s->flags & LF_SK_CLOSED))
+		return 1;
 	if (!s || !(s->flags & LF_SK_CONN))
 		return 0;
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
