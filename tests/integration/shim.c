@@ -732,7 +732,15 @@ static void expect_ioctls(const struct probe *p, int shim, int fast)
 	probe_ok(p);
 	expect(p, "state_s", fast);
 	expect(p, "fionread_ret", 0);
-	expect(p, "fionread", 12345);
+	if (fast && !shim) {
+		/* The kernel's own: one receive queue of a fast socket only,
+		 * TCP's on 6.1 (0 here), the redirected one on 6.12 and later. */
+		cr_assert(kv(p, "fionread") == 0 || kv(p, "fionread") == 12345,
+			  "fionread %lld without the shim%s", kv(p, "fionread"),
+			  dump(p));
+	} else {
+		expect(p, "fionread", 12345);
+	}
 	expect(p, "errno_after_fionread", 1234);
 	expect(p, "fionread_data", 12345);
 	expect(p, "fionread_empty", 0);

@@ -1289,6 +1289,18 @@ int lf_optin_set(int fd, int on)
 	return 0;
 }
 
+int lf_fionread(int fd)
+{
+	socklen_t len = sizeof(int);
+	int v = -1, inq = -1;
+
+	if (ioctl(fd, FIONREAD, &v))
+		return -errno;
+	if (!getsockopt(fd, SOL_LOOPFAST, LOOPFAST_INQ, &inq, &len) && inq > v)
+		v = inq;
+	return v;
+}
+
 static int get_int(int fd, int name)
 {
 	socklen_t len = sizeof(int);

@@ -212,6 +212,13 @@ int lf_optin_set(int fd, int on);
 int lf_optin_get(int fd);
 int lf_state(int fd);
 
+/*
+ * FIONREAD as a served program asks it (as libloopfast.so answers it):
+ * the kernel counts one receive queue of a fast socket only (6.1: TCP's,
+ * 6.12 and later: the redirected one), LOOPFAST_INQ both. -errno.
+ */
+int lf_fionread(int fd);
+
 /* Poll LOOPFAST_STATE until it equals want (bounded); the last value. */
 int lf_state_wait(int fd, int want, int timeout_ms);
 
