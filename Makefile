@@ -40,6 +40,8 @@ CRITERION_LIBS := $(shell $(PKG_CONFIG) --libs criterion 2>/dev/null || echo -lc
 DAEMON_SRCS := $(wildcard daemon/*.c)
 CLI_SRCS := $(wildcard cli/*.c)
 COMMON_SRCS := $(wildcard common/*.c)
+# What tests link of common/: all but the kernel probe, which needs libbpf.
+COMMON_TEST_SRCS := $(filter-out common/kernel.c,$(COMMON_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 BENCH_SRCS := $(wildcard tests/bench/*.c)
@@ -128,16 +130,16 @@ $(O)/examples/%: examples/%.c | $(O)
 	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d $< -o $@ -lpthread
 
 # Tests: unit tests (plain and ASan+UBSan), integration tests, helper tools.
-TESTLIB_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(TESTLIB_SRCS) $(COMMON_SRCS))
+TESTLIB_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(TESTLIB_SRCS) $(COMMON_TEST_SRCS))
 .SECONDARY: $(TESTLIB_OBJS)
 
 $(O)/tests/unit-%: tests/unit/%.c $(COMMON_SRCS) | $(O)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d $< $(COMMON_SRCS) -o $@ $(CRITERION_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d $< $(COMMON_TEST_SRCS) -o $@ $(CRITERION_LIBS)
 
 $(O)/tests/asan-unit-%: tests/unit/%.c $(COMMON_SRCS) | $(O)
 	$(call msg,CC-ASAN,$@)
-	$(Q)$(CC) $(CFLAGS) $(SAN) $(DEPFLAGS) -MF $@.d $< $(COMMON_SRCS) -o $@ $(CRITERION_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(SAN) $(DEPFLAGS) -MF $@.d $< $(COMMON_TEST_SRCS) -o $@ $(CRITERION_LIBS)
 
 $(O)/tests/it-%: tests/integration/%.c $(TESTLIB_OBJS) | $(O)
 	$(call msg,CC,$@)

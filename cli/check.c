@@ -20,6 +20,7 @@
 #include <bpf/libbpf.h>
 
 #include "check.h"
+#include "kernel.h"
 
 struct probe {
 	const char *what;
@@ -379,7 +380,7 @@ static int probe_read_gap(char *why, size_t size)
 	if (ret)
 		snprintf(
 			why, size,
-			"present: a blocking read on a fast socket returns EAGAIN after a signal (and MSG_WAITALL, splice differ); libloopfast.so (loopfastctl run) hides them, the raw socket option does not");
+			"present: a blocking read on a fast socket returns EAGAIN after a signal (and MSG_WAITALL, splice, FIONREAD differ): only sockets whose reads libloopfast.so serves (loopfastctl run) are paired; others stay on TCP (regular-not-served)");
 	else
 		snprintf(why, size, "none seen");
 out:
@@ -389,6 +390,26 @@ out:
 		close(s);
 	close(map);
 	return ret;
+}
+
+/* The read counter this kernel gets, as loopfastd chooses it. */
+static int probe_read_counter(char *why, size_t size)
+{
+	int btf;
+	enum lf_read_counter rc = lf_kernel_read_counter(&btf);
+
+	if (rc == LF_RC_NONE) {
+		snprintf(
+			why, size,
+			"neither the sock_recv_length tracepoint (6.12+) nor tcp_bpf_recvmsg (6.1) in the kernel's BTF%s",
+			btf ? "" : " (no kernel BTF)");
+		return -ENOENT;
+	}
+	snprintf(why, size, "%s%s", lf_read_counter_name(rc),
+		 rc == LF_RC_FEXIT ?
+			 " (runs for sockets in a sockhash only)" :
+			 " (runs for every TCP receive on the machine)");
+	return 0;
 }
 
 static const struct probe probes[] = {
@@ -404,6 +425,7 @@ static const struct probe probes[] = {
 	{ "sk_msg programs", probe_sk_msg },
 	{ "cgroup sockopt programs", probe_sockopt },
 	{ "BPF helpers", probe_helpers },
+	{ "read counter", probe_read_counter },
 	{ "read-side gaps", probe_read_gap },
 };
 

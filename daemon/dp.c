@@ -18,11 +18,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <linux/btf.h>
 #include <bpf/bpf.h>
-#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "kernel.h"
 #include "log.h"
 #include "loopfastd.h"
 #include "loopfast.skel.h"
@@ -133,38 +132,27 @@ static int dp_adopt(struct lf_dp *dp, const struct lf_opts *opts)
 	return 0;
 }
 
-/* Does the running kernel's BTF have this name of this kind? */
-static int kernel_has(const struct btf *vmlinux, const char *name, int kind)
-{
-	return vmlinux && btf__find_by_name_kind(vmlinux, name, kind) > 0;
-}
-
 /*
- * Choose the read counter the kernel offers, by probing its BTF, not by
- * version, and turn the other one off. Says in words what is missing
- * when neither fits.
+ * Load the read counter the kernel offers (probed in its BTF, not by
+ * version) and turn the other one off. Says in words what is missing when
+ * neither fits.
  */
 static int dp_recv_pick(struct loopfast_bpf *skel, struct bpf_program **prog)
 {
-	struct btf *vmlinux = btf__load_vmlinux_btf();
-	int tp, fexit, have_btf;
+	int btf;
+	enum lf_read_counter rc = lf_kernel_read_counter(&btf);
 
-	if (libbpf_get_error(vmlinux))
-		vmlinux = NULL;
-	have_btf = vmlinux != NULL;
-	tp = kernel_has(vmlinux, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF);
-	fexit = kernel_has(vmlinux, "tcp_bpf_recvmsg", BTF_KIND_FUNC);
-	btf__free(vmlinux);
-	bpf_program__set_autoload(skel->progs.lf_recv_length, tp);
-	bpf_program__set_autoload(skel->progs.lf_recv_fexit, !tp && fexit);
-	*prog = tp ? skel->progs.lf_recv_length : skel->progs.lf_recv_fexit;
-	if (tp || fexit) {
-		pr_info("read counter: %s", tp ? "tp_btf/sock_recv_length" :
-						    "fexit/tcp_bpf_recvmsg");
+	bpf_program__set_autoload(skel->progs.lf_recv_length,
+				  rc == LF_RC_TRACEPOINT);
+	bpf_program__set_autoload(skel->progs.lf_recv_fexit, rc == LF_RC_FEXIT);
+	*prog = rc == LF_RC_TRACEPOINT ? skel->progs.lf_recv_length :
+					 skel->progs.lf_recv_fexit;
+	if (rc != LF_RC_NONE) {
+		pr_info("read counter: %s", lf_read_counter_name(rc));
 		return 0;
 	}
 	pr_err("the kernel has neither the sock_recv_length tracepoint nor a tcp_bpf_recvmsg function in its BTF (%s): loopfast needs one of them to count what a receiver read (CONFIG_DEBUG_INFO_BTF and CONFIG_BPF_STREAM_PARSER, Linux 6.1 or later)",
-	       have_btf ? "BTF found" : "no kernel BTF");
+	       btf ? "BTF found" : "no kernel BTF");
 	return -EOPNOTSUPP;
 }
 
