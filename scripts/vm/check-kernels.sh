@@ -17,7 +17,8 @@
 #			i.e. Debian 12's current 6.1 and 6.12 generic kernels.
 #	VM_SUITES	test binaries of BUILD_DIR/tests to run in each VM,
 #			space or comma separated (scripts/run-tests.sh --only).
-#			Default: it-data it-detour it-release it-shim, and
+#			Default: it-data it-detour it-release it-shim
+#			it-integrity, and
 #			torture when BUILD_DIR/tests/torture exists.
 #	VM_TIMEOUT	seconds one VM may take, boot to power off (900).
 #	VM_ENV		NAME=VALUE words exported to the tests in the VM.
@@ -305,7 +306,7 @@ choose_suites()
 	if [[ -n ${VM_SUITES:-} ]]; then
 		SUITES=${VM_SUITES//,/ }
 	else
-		SUITES="it-data it-detour it-release it-shim"
+		SUITES="it-data it-detour it-release it-shim it-integrity"
 		[[ -x $BUILD/tests/torture ]] && SUITES+=" torture"
 	fi
 	for s in $SUITES; do
