@@ -66,7 +66,7 @@ static const struct opt_desc {
 	{ "sockhash-size", 1, OPT_SOCKHASH_SIZE, "N",
 	  "fast sockets at most (default 65536)" },
 	{ "detour-limit", 1, OPT_DETOUR_LIMIT, "BYTES",
-	  "unread bytes that send a direction through TCP (default 4194304)" },
+	  "unread redirected bytes that send a direction to TCP for good (default 4194304)" },
 	{ "release-run", 1, OPT_RELEASE_RUN, "N",
 	  "small sends in a row that send a stream to TCP for good (default 64, 0 never)" },
 	{ "config", 1, OPT_CONFIG, "FILE",
