@@ -93,5 +93,6 @@ __attribute__((constructor)) static void shim__init(void)
 {
 	/* Read the environment now, before the program can change it. */
 	shim__auto();
+	shim__close_init();
 	shim__log("loaded (auto opt-in %s)", shim__auto() ? "on" : "off");
 }

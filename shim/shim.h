@@ -63,4 +63,10 @@ int shim__retry_eagain(int fd, int flags, const struct shim_sigmark *m,
 
 void shim__served(int fd);
 
+/* --- close (close.c) --- */
+
+/* fd was made here by socket() or accept(): its close may be the last. */
+void shim__born(int fd);
+void shim__close_init(void);
+
 #endif /* LF_SHIM_H */

@@ -101,6 +101,7 @@ LF_EXPORT int socket(int domain, int type, int protocol)
 		return fd;
 	if (!is_tcp(domain, type, protocol))
 		return fd;
+	shim__born(fd);
 	shim__served(fd);
 	if (shim__auto()) {
 		saved = errno;
@@ -111,4 +112,22 @@ LF_EXPORT int socket(int domain, int type, int protocol)
 		errno = saved;
 	}
 	return fd;
+}
+
+LF_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	int nfd = REAL(accept)(fd, addr, len);
+
+	if (nfd >= 0)
+		shim__born(nfd);
+	return nfd;
+}
+
+LF_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	int nfd = REAL(accept4)(fd, addr, len, flags);
+
+	if (nfd >= 0)
+		shim__born(nfd);
+	return nfd;
 }

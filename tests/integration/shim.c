@@ -780,6 +780,35 @@ Test(shim, other_ioctls_unchanged)
 	lf_env_finish(&env);
 }
 
+/*
+ * Closing a socket with bytes unread resets the connection on TCP; the
+ * shim does the same on a fast socket (the redirected bytes are invisible
+ * to TCP's close), and the peer's next calls fail alike.
+ */
+Test(shim, close_with_unread_bytes_resets_like_tcp)
+{
+	struct probe *shim = &pr[0], *tcp = &pr[1];
+
+	start_env();
+	probe_run(shim, P_SHIM, 20000, "close-unread", "sockopt");
+	probe_run(tcp, 0, 20000, "close-unread", "plain");
+	probe_ok(shim);
+	probe_ok(tcp);
+	expect(shim, "state_s", 1);
+	expect(tcp, "state_s", 0);
+	expect(tcp, "send_after_close", -ECONNRESET);
+	same_(shim, tcp, "send_after_close", __LINE__);
+	/*
+	 * Then TCP's read gives EOF (the send took the error); the sockmap's
+	 * send path leaves the error for the read, which reports it again.
+	 */
+	cr_assert(kv(shim, "recv_after_close") == 0 ||
+			  kv(shim, "recv_after_close") == -ECONNRESET,
+		  "read after the reset: %lld%s", kv(shim, "recv_after_close"),
+		  dump(shim));
+	lf_env_finish(&env);
+}
+
 /* ============ LOOPFAST_AUTO ============ */
 
 Test(shim, auto_opts_in_tcp_only)

@@ -2004,11 +2004,60 @@ static int cmd_bigxfer(int argc, char **argv)
 	return 0;
 }
 
+/* The outcome of fd's next calls as their errno names it, or the count. */
+static long long send_after(int fd)
+{
+	char buf[1000] = { 0 };
+	ssize_t r = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
+
+	return r < 0 ? -errno : r;
+}
+
+/*
+ * The server closes with 1000 bytes it never read: TCP resets, and the
+ * client's calls after it fail with ECONNRESET (or EPIPE), as CPython's
+ * test_asyncio expects. Without the shim the redirected bytes are dropped
+ * unseen and the client gets a FIN.
+ */
+static int cmd_close_unread(int argc, char **argv)
+{
+	struct fam f = parse_fam("4");
+	long long first, second;
+	socklen_t len = sizeof(int);
+	int c, s, v = 0, inq;
+	char b;
+
+	if (argc < 1)
+		return 1;
+	tcp_pair(&f, parse_mode(argv[0]), &c, &s);
+	outi("state_s", state_of(s));
+	if (send_pat(c, 5, 0, 1000))
+		die("send: %s", strerror(errno));
+	for (int i = 0; i < 1000; i++) {
+		len = sizeof(int);
+		if ((!ioctl(s, FIONREAD, &v) && v >= 1000) ||
+		    (!getsockopt(s, SOL_LOOPFAST, LOOPFAST_INQ, &inq, &len) &&
+		     inq >= 1000))
+			break;
+		sleep_ms(2);
+	}
+	close(s);
+	sleep_ms(100);
+	first = send_after(c);
+	sleep_ms(50);
+	second = send_after(c);
+	outi("send_after_close", first < 0 ? first : second);
+	outi("recv_after_close", recv(c, &b, 1, MSG_DONTWAIT) < 0 ? -errno : 0);
+	close(c);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 	const char *usage;
 } cmds[] = {
+	{ "close-unread", cmd_close_unread, "MODE" },
 	{ "pair", cmd_pair, "ioctl|sockopt|auto|none 4|6|m" },
 	{ "errors", cmd_errors, "" },
 	{ "ioctls", cmd_ioctls, "MODE" },
