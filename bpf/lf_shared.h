@@ -81,7 +81,7 @@ struct lf_sk {
 	__u32 optin; /* the LOOPFAST_FAST_PATH flag */
 	__u32 flags; /* LF_SK_* */
 	__u32 dir; /* direction this socket sends: 0 client->server */
-	__u32 rcvbuf; /* SO_RCVBUF the program set (0: none), doubled */
+	__u32 pad;
 	__u64 cookie; /* socket cookie, to tell key reuse apart */
 	struct lf_key conn; /* key of the connection in lf_conns (client's key) */
 	struct lf_key peer; /* the peer socket's key in lf_sockhash */
@@ -122,13 +122,6 @@ struct lf_conn {
 	__u32 lowat[2]; /* 1 while d's receiver has SO_RCVLOWAT > 1 */
 	__u32 why[2]; /* enum lf_tcp_why: what sent d to TCP */
 	__u32 run[2]; /* d's consecutive small sends since d last received */
-	/*
-	 * d's receiver's SO_RCVBUF as the kernel keeps it (doubled), when the
-	 * program set one (0: none): no more than that waits redirected and
-	 * unread, as no more would wait in its TCP receive queue.
-	 */
-	__u32 rcvlim[2];
-	__u32 pad2;
 };
 
 /* Why a direction left the redirect (lf_conn.why). */
@@ -345,13 +338,6 @@ static inline enum lf_tcp_why lf_redirect_check(int lowat, __u64 redir,
 	if (backlog > limit || len > limit - backlog)
 		return LF_WHY_BACKLOG;
 	return LF_WHY_NONE;
-}
-
-/* The backlog limit of a direction: the daemon's, or its reader's
- * SO_RCVBUF when smaller (rcvlim 0: none set). */
-static inline __u64 lf_detour_limit(__u64 limit, __u32 rcvlim)
-{
-	return rcvlim && rcvlim < limit ? rcvlim : limit;
 }
 
 /*

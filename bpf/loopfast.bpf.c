@@ -26,7 +26,6 @@
 #define SOL_SOCKET 1
 #define SO_RCVLOWAT 18
 #define SO_SNDBUF 7
-#define SO_RCVBUF 8
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
 #define MSG_PEEK 2
@@ -186,34 +185,6 @@ static __always_inline int sockopt_sndbuf(struct bpf_sockopt *ctx)
 	return 1;
 }
 
-/*
- * SO_RCVBUF: the most a direction into this socket may leave redirected
- * and unread (see lf_conn.rcvlim), so a sender blocks about where TCP
- * would block it.
- */
-static __always_inline int sockopt_rcvbuf(struct bpf_sockopt *ctx)
-{
-	struct bpf_sock *sk = ctx->sk;
-	int *val = ctx->optval;
-	struct lf_conn *c;
-	struct lf_sk *s;
-
-	if (!sk || ctx->optlen < (int)sizeof(int) ||
-	    (void *)(val + 1) > ctx->optval_end || *val <= 0)
-		return 1;
-	s = bpf_sk_storage_get(&lf_sk_store, sk, 0,
-			       BPF_SK_STORAGE_GET_F_CREATE);
-	if (!s)
-		return 1;
-	s->rcvbuf = *val < 0x40000000 ? 2 * *val : 0x7fffffff;
-	if (!(s->flags & LF_SK_CONN))
-		return 1;
-	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
-	if (c && c->cookie[s->dir & 1] == s->cookie)
-		c->rcvlim[!(s->dir & 1)] = s->rcvbuf;
-	return 1;
-}
-
 SEC("cgroup/setsockopt")
 int lf_setsockopt(struct bpf_sockopt *ctx)
 {
@@ -228,8 +199,6 @@ int lf_setsockopt(struct bpf_sockopt *ctx)
 		return sockopt_rcvlowat(ctx);
 	if (level == SOL_SOCKET && optname == SO_SNDBUF)
 		return sockopt_sndbuf(ctx);
-	if (level == SOL_SOCKET && optname == SO_RCVBUF)
-		return sockopt_rcvbuf(ctx);
 	if (level != SOL_LOOPFAST || !sk)
 		return 1;
 	if (optname == LOOPFAST_SERVED)
@@ -483,7 +452,6 @@ static __always_inline void ops_active(struct bpf_sock_ops *skops)
 	c.refs = 1;
 	c.cookie[0] = cookie;
 	c.lowat[1] = !!(s->flags & LF_SK_LOWAT);
-	c.rcvlim[1] = s->rcvbuf;
 	c.state = v == LF_V_FAST ? LF_CONN_PENDING : LF_CONN_REGULAR;
 	/* A slot already there is the server's: it was established first
 	 * (TCP Fast Open) and found no client. Stay regular. */
@@ -590,7 +558,6 @@ static __always_inline void ops_passive(struct bpf_sock_ops *skops)
 	sk_bind_conn(skops, s, &ck, &ck, 1, bpf_get_socket_cookie(skops));
 	c->cookie[1] = s->cookie;
 	c->lowat[0] = !!(s->flags & LF_SK_LOWAT);
-	c->rcvlim[0] = s->rcvbuf;
 	__sync_fetch_and_add(&c->refs, 1);
 	c->state = LF_CONN_PAIRED;
 	stat_add(LF_ST_PAIRED, 1);
@@ -705,7 +672,7 @@ static __always_inline int route_redirect(struct lf_conn *c, __u32 d,
 	if (c->tcp[d])
 		return 0;
 	why = lf_redirect_check(c->lowat[d], c->redir[d], c->read[d], len,
-				lf_detour_limit(cfg->detour_limit, c->rcvlim[d]));
+				cfg->detour_limit);
 	if (why != LF_WHY_NONE) {
 		route_tcp(c, d, why);
 		return 0;

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -96,12 +98,18 @@ static int other_ref(int fd, ino_t ino)
 	return other;
 }
 
-/* Is closing fd now the last close of a fast socket with bytes unread? */
+/*
+ * Is closing fd now the last close of a fast socket with redirected bytes
+ * unread? The kernel's own SIOCINQ says it exactly on 6.12 and later (it
+ * counts the redirected queue there); on 6.1 it counts TCP's queue, whose
+ * unread bytes make TCP's close reset by itself. LOOPFAST_INQ is not asked:
+ * it counts bytes handed to a redirect that may have failed.
+ */
 static int reset_due(int fd)
 {
-	socklen_t len = sizeof(int);
+	int (*ioctl_real)(int, unsigned long, ...) = REAL(ioctl);
 	struct stat st;
-	int inq = -1, fl;
+	int inq = 0, fl;
 	uint64_t c;
 
 	if (fd < 0 || fd >= BORN_MAX || __atomic_load_n(&shared, __ATOMIC_RELAXED))
@@ -112,7 +120,7 @@ static int reset_due(int fd)
 	fl = fcntl(fd, F_GETFD);
 	if (fl < 0 || !(fl & FD_CLOEXEC))
 		return 0;
-	if (getsockopt(fd, SOL_LOOPFAST, LOOPFAST_INQ, &inq, &len) || inq <= 0)
+	if (ioctl_real(fd, SIOCINQ, &inq) || inq <= 0)
 		return 0;
 	if (shim__fd_state(fd) != SHIM_FD_FAST || fstat(fd, &st))
 		return 0;

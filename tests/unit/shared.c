@@ -760,11 +760,3 @@ Test(shared, small_streak)
 	streak = 1000;
 	cr_expect(!lf_small_due(&streak, 1, 0), "run 0: never");
 }
-
-Test(route, detour_limit_follows_the_readers_rcvbuf)
-{
-	cr_expect_eq(lf_detour_limit(LIM, 0), LIM, "no SO_RCVBUF set");
-	cr_expect_eq(lf_detour_limit(LIM, 2048), 2048);
-	cr_expect_eq(lf_detour_limit(LIM, LIM + 1), LIM);
-	cr_expect_eq(lf_detour_limit(4096, 8192), 4096);
-}
