@@ -1,9 +1,11 @@
 #!/bin/sh
-# Install the Debian packages loopfast builds and tests with, when missing.
-# Only Debian's own archive is used; nothing is downloaded from elsewhere.
+# Install the Debian packages loopfast builds and tests with, when missing,
+# or the ones named as arguments (scripts/vm-deps.sh). Only Debian's own
+# archive is used; nothing is downloaded from elsewhere.
 set -eu
 
 PKGS="libbpf-dev libelf-dev zlib1g-dev clang libclang-rt-14-dev llvm bpftool libcriterion-dev pkg-config make iproute2 nftables iptables python3 golang-go"
+[ $# -gt 0 ] && PKGS="$*"
 
 missing=""
 for p in $PKGS; do
