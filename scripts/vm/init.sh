@@ -68,6 +68,18 @@ mount_if()
 	mount -t "$type" "$type" "$dir" || say "warning: cannot mount $type on $dir"
 }
 
+# A tmpfs on $1 (mode $2), unless the build directory is below $1.
+scratch_tmpfs()
+{
+	local build
+
+	build=$(cmdline_arg build)
+	case "$build/" in
+	"$1"/*) return 0 ;;
+	esac
+	mount -t tmpfs -o mode="$2" tmpfs "$1"
+}
+
 # The file systems a booted system has and the tests use.
 mount_system()
 {
@@ -82,8 +94,11 @@ mount_system()
 	mkdir -p /dev/pts /dev/shm
 	mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
 	mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-	mount -t tmpfs -o mode=0755 tmpfs /run
-	mount -t tmpfs -o mode=1777 tmpfs /tmp
+	# Fresh /run and /tmp, unless the build directory (mounted at its host
+	# path in stage 1) lies below one: a tmpfs would hide it. The overlay
+	# root is writable there anyway.
+	scratch_tmpfs /run 0755
+	scratch_tmpfs /tmp 1777
 	mount -t cgroup2 cgroup2 /sys/fs/cgroup || die "mount cgroup2"
 	mount -t bpf bpf /sys/fs/bpf || die "mount bpffs"
 	mount_if tracefs /sys/kernel/tracing
