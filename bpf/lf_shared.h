@@ -122,6 +122,15 @@ struct lf_conn {
 	__u32 lowat[2]; /* 1 while d's receiver has SO_RCVLOWAT > 1 */
 	__u32 why[2]; /* enum lf_tcp_why: what sent d to TCP */
 	__u32 run[2]; /* d's consecutive small sends since d last received */
+	/*
+	 * 1 once a small-write stream was seen: each direction takes TCP at
+	 * its first send with nothing redirected left unread, so that no
+	 * unread redirected byte shrinks its reader's TCP window as it starts
+	 * (reading those bytes sends no window update: the sender would wait
+	 * on the persist timer).
+	 */
+	__u32 small;
+	__u32 pad2;
 };
 
 /* Why a direction left the redirect (lf_conn.why). */

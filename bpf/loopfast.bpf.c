@@ -624,7 +624,8 @@ static __always_inline void route_tcp(struct lf_conn *c, __u32 d,
 
 /*
  * A small-write stream (release_run small sends in a row, nothing coming
- * back) is faster on TCP, which coalesces it: both directions take TCP.
+ * back) is faster on TCP, which coalesces it: both directions take TCP,
+ * each once its reader has read what was redirected (lf_conn.small).
  */
 static __always_inline void small_check(struct lf_conn *c, __u32 d, __u64 len,
 					struct lf_config *cfg)
@@ -633,12 +634,9 @@ static __always_inline void small_check(struct lf_conn *c, __u32 d, __u64 len,
 
 	if (c->run[!d])
 		c->run[!d] = 0;
-	if (lf_small_due(&streak, len, cfg->release_run)) {
-		if (!c->tcp[0] || !c->tcp[1])
-			stat_add(LF_ST_TCP_SMALL, 1);
-		route_tcp(c, d, LF_WHY_SMALL);
-		route_tcp(c, !d, LF_WHY_SMALL);
-	}
+	if (lf_small_due(&streak, len, cfg->release_run) && !c->small &&
+	    !__sync_fetch_and_add(&c->small, 1))
+		stat_add(LF_ST_TCP_SMALL, 1);
 	/* Shared with the other direction's CPU: write only a change. */
 	if (c->run[d] != streak)
 		c->run[d] = streak;
@@ -669,8 +667,10 @@ static __always_inline int route_redirect(struct lf_conn *c, __u32 d,
 		return 0;
 	}
 	small_check(c, d, len, cfg);
-	if (c->tcp[d])
+	if (c->small && !lf_unread_redirected(c->redir[d], c->read[d])) {
+		route_tcp(c, d, LF_WHY_SMALL);
 		return 0;
+	}
 	why = lf_redirect_check(c->lowat[d], c->redir[d], c->read[d], len,
 				cfg->detour_limit);
 	if (why != LF_WHY_NONE) {
