@@ -797,7 +797,15 @@ Test(shim, close_with_unread_bytes_resets_like_tcp)
 	expect(shim, "state_s", 1);
 	expect(tcp, "state_s", 0);
 	expect(tcp, "send_after_close", -ECONNRESET);
-	same_(shim, tcp, "send_after_close", __LINE__);
+	/*
+	 * 6.1's SIOCINQ counts TCP's queue only: the shim cannot see the
+	 * redirected bytes there and leaves the close alone; the peer gets
+	 * the FIN (EPIPE), the gap the README names.
+	 */
+	if (kv(shim, "kernel_inq") < 1000)
+		expect(shim, "send_after_close", -EPIPE);
+	else
+		same_(shim, tcp, "send_after_close", __LINE__);
 	/*
 	 * Then TCP's read gives EOF (the send took the error); the sockmap's
 	 * send path leaves the error for the read, which reports it again.

@@ -40,6 +40,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -2041,6 +2042,10 @@ static int cmd_close_unread(int argc, char **argv)
 			break;
 		sleep_ms(2);
 	}
+	/* What the kernel's own SIOCINQ sees (the shim's close asks it). */
+	v = -1;
+	syscall(SYS_ioctl, s, FIONREAD, &v);
+	outi("kernel_inq", v);
 	close(s);
 	sleep_ms(100);
 	first = send_after(c);
