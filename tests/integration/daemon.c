@@ -40,21 +40,6 @@ static void ctl_ok(struct lf_env *e, const char *cmd)
 	cr_assert(err == 0, "'%s': %s %s", cmd, strerror(-err), reply);
 }
 
-/* size bytes each way at once; asserts every byte arrived intact. */
-static void xfer_both(int c, int s, uint64_t seed, uint64_t size)
-{
-	struct lf_xfer x[4];
-	int i;
-
-	lf_xfer_send_init(&x[0], c, seed, size);
-	lf_xfer_recv_init(&x[1], s, seed, size);
-	lf_xfer_send_init(&x[2], s, seed + 1, size);
-	lf_xfer_recv_init(&x[3], c, seed + 1, size);
-	lf_xfer_run(x, 4, 20000);
-	for (i = 0; i < 4; i++)
-		lf_xfer_assert_ok(&x[i]);
-}
-
 static void assert_pair_state(int c, int s, int want, const char *what)
 {
 	int cs = lf_state_wait(c, want, 1000),
@@ -85,7 +70,7 @@ Test(daemon, mode_all_needs_no_opt_in)
 		    &s);
 	assert_pair_state(c, s, 1, "mode all, no opt-in");
 	cr_assert(lf_env_stat(&env, "paired") - p0 == 1);
-	xfer_both(c, s, 1, 1 << 20);
+	lf_xfer_both(c, s, 1, 1 << 20, 20000);
 	close(c);
 	close(s);
 	/* Back to opt-in at run time: the same pair stays regular. */
@@ -114,7 +99,7 @@ Test(daemon, mode_off_keeps_regular)
 		  "regular-mode-off +%lld",
 		  lf_env_stat(&env, "regular-mode-off") - off0);
 	cr_assert(lf_env_stat(&env, "paired") == p0);
-	xfer_both(c, s, 2, 1 << 20);
+	lf_xfer_both(c, s, 2, 1 << 20, 20000);
 	close(c);
 	close(s);
 	cr_assert(lf_env_ctl(&env, "mode bogus", NULL, 0) == -EIO,
@@ -133,11 +118,11 @@ Test(daemon, mode_change_never_moves_connections)
 	assert_pair_state(rc, rs, 0, "regular pair");
 	ctl_ok(&env, "mode off");
 	assert_pair_state(fc, fs, 1, "fast pair after mode off");
-	xfer_both(fc, fs, 3, 8 << 20);
+	lf_xfer_both(fc, fs, 3, 8 << 20, 20000);
 	assert_pair_state(fc, fs, 1, "fast pair after mode off + data");
 	ctl_ok(&env, "mode all");
 	assert_pair_state(rc, rs, 0, "regular pair after mode all");
-	xfer_both(rc, rs, 5, 8 << 20);
+	lf_xfer_both(rc, rs, 5, 8 << 20, 20000);
 	assert_pair_state(rc, rs, 0, "regular pair after mode all + data");
 	lf_tcp_pair(AF_INET, "127.0.0.1", LF_SERVED_ONLY, LF_SERVED_ONLY, &nc,
 		    &ns);
@@ -145,7 +130,7 @@ Test(daemon, mode_change_never_moves_connections)
 	ctl_ok(&env, "mode opt-in");
 	assert_pair_state(nc, ns, 1, "mode-all pair after mode opt-in");
 	assert_pair_state(fc, fs, 1, "fast pair at the end");
-	xfer_both(nc, ns, 7, 1 << 20);
+	lf_xfer_both(nc, ns, 7, 1 << 20, 20000);
 	close(fc);
 	close(fs);
 	close(rc);
@@ -183,8 +168,8 @@ Test(daemon, heartbeat_stale_then_restart)
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &bc, &bs);
 	assert_pair_state(bc, bs, 0, "new pair with a stale heartbeat");
 	assert_pair_state(ac, as, 1, "live pair with no daemon");
-	xfer_both(ac, as, 11, 8 << 20);
-	xfer_both(bc, bs, 13, 1 << 20);
+	lf_xfer_both(ac, as, 11, 8 << 20, 20000);
+	lf_xfer_both(bc, bs, 13, 1 << 20, 20000);
 	assert_pair_state(ac, as, 1, "live pair after data, no daemon");
 
 	err = lf_env_daemon_start(&env);
@@ -205,8 +190,8 @@ Test(daemon, heartbeat_stale_then_restart)
 	assert_pair_state(cc, cs, 1, "new pair after restart");
 	assert_pair_state(ac, as, 1, "old pair after restart");
 	assert_pair_state(bc, bs, 0, "stale-time pair after restart");
-	xfer_both(cc, cs, 15, 1 << 20);
-	xfer_both(ac, as, 17, 1 << 20);
+	lf_xfer_both(cc, cs, 15, 1 << 20, 20000);
+	lf_xfer_both(ac, as, 17, 1 << 20, 20000);
 	close(ac);
 	close(as);
 	close(bc);
@@ -300,7 +285,7 @@ Test(daemon, unload_mid_transfer_loses_nothing)
 	lf_xfer_assert_ok(&x[1]);
 	cr_assert(at_unload < BIG, "transfer was over before the unload");
 	/* The connection goes on working both ways. */
-	xfer_both(c, s, 19, 4 << 20);
+	lf_xfer_both(c, s, 19, 4 << 20, 20000);
 	close(c);
 	close(s);
 	lf_env_finish(&env);
@@ -333,7 +318,7 @@ Test(daemon, map_full_falls_back_to_regular)
 	cr_assert(full == 6 - nfast, "regular-map-full +%lld, want %d", full,
 		  6 - nfast);
 	for (i = 0; i < 6; i++)
-		xfer_both(c[i], s[i], 100 + 2 * i, 1 << 20);
+		lf_xfer_both(c[i], s[i], 100 + 2 * i, 1 << 20, 20000);
 	for (i = 0; i < 6; i++) {
 		close(c[i]);
 		close(s[i]);
@@ -377,9 +362,9 @@ Test(daemon, two_daemons_side_by_side)
 	cr_assert(lf_env_enter(&env) == 0);
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &xc, &xs);
 	assert_pair_state(xc, xs, 1, "daemon A unaffected by B's mode");
-	xfer_both(ac, as, 201, 4 << 20);
-	xfer_both(bc, bs, 203, 4 << 20);
-	xfer_both(xc, xs, 205, 4 << 20);
+	lf_xfer_both(ac, as, 201, 4 << 20, 20000);
+	lf_xfer_both(bc, bs, 203, 4 << 20, 20000);
+	lf_xfer_both(xc, xs, 205, 4 << 20, 20000);
 	close(xc);
 	close(xs);
 	close(ac);
@@ -406,7 +391,7 @@ Test(daemon, pair_across_two_daemons_stays_regular)
 	s = lf_tcp_accept(lfd, 2000);
 	close(lfd);
 	assert_pair_state(c, s, 0, "client under A, server under B");
-	xfer_both(c, s, 301, 8 << 20);
+	lf_xfer_both(c, s, 301, 8 << 20, 20000);
 	close(c);
 	close(s);
 	lf_env_finish(&env2);

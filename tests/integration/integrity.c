@@ -327,8 +327,7 @@ Test(integrity, error_queue_reads_are_not_stream_reads)
 
 static int64_t tiny_rcvbuf_round(int fast, uint64_t total, int seed)
 {
-	int lfd, c, s, port, small = 4096, i;
-	struct lf_xfer x[4];
+	int lfd, c, s, port, small = 4096;
 	int64_t t0;
 
 	lfd = lf_tcp_listen(AF_INET, "127.0.0.1", fast);
@@ -340,13 +339,7 @@ static int64_t tiny_rcvbuf_round(int fast, uint64_t total, int seed)
 	cr_assert(!setsockopt(s, SOL_SOCKET, SO_RCVBUF, &small, sizeof(int)));
 	cr_assert(lf_state_wait(c, fast, 1000) == fast);
 	t0 = lf_now_ms();
-	lf_xfer_send_init(&x[0], c, seed, total);
-	lf_xfer_recv_init(&x[1], s, seed, total);
-	lf_xfer_send_init(&x[2], s, seed + 1, total);
-	lf_xfer_recv_init(&x[3], c, seed + 1, total);
-	lf_xfer_run(x, 4, 60000);
-	for (i = 0; i < 4; i++)
-		lf_xfer_assert_ok(&x[i]);
+	lf_xfer_both(c, s, seed, total, 60000);
 	lf_close(&c);
 	lf_close(&s);
 	return lf_now_ms() - t0;
@@ -371,9 +364,8 @@ Test(integrity, same_four_tuple_reused_at_once)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 	struct sockaddr_in a = { .sin_family = AF_INET };
-	int lfd, c, s, cport = 0, port, i, k;
+	int lfd, c, s, cport = 0, port, i;
 	socklen_t len = sizeof(a);
-	struct lf_xfer x[4];
 
 	start(64 << 10);
 	lfd = lf_tcp_listen(AF_INET, "127.0.0.1", 1);
@@ -395,13 +387,7 @@ Test(integrity, same_four_tuple_reused_at_once)
 			  "connect %d: %s", i, strerror(errno));
 		s = lf_tcp_accept(lfd, 2000);
 		cr_assert(lf_state_wait(c, 1, 1000) == 1, "round %d not fast", i);
-		lf_xfer_send_init(&x[0], c, 51 + i, 256 << 10);
-		lf_xfer_recv_init(&x[1], s, 51 + i, 256 << 10);
-		lf_xfer_send_init(&x[2], s, 151 + i, 256 << 10);
-		lf_xfer_recv_init(&x[3], c, 151 + i, 256 << 10);
-		lf_xfer_run(x, 4, 20000);
-		for (k = 0; k < 4; k++)
-			lf_xfer_assert_ok(&x[k]);
+		lf_xfer_both(c, s, 51 + 2 * i, 256 << 10, 20000);
 		/* RST, no TIME_WAIT: the next round reuses the 4-tuple. */
 		cr_assert(!setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
 		lf_close(&c);

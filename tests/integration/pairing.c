@@ -67,21 +67,6 @@ static void assert_deltas(const long long *before, const char *name,
 	}
 }
 
-/* 1 MiB each way at once; asserts every byte arrived intact. */
-static void xfer_both(int c, int s, uint64_t seed)
-{
-	struct lf_xfer x[4];
-	int i;
-
-	lf_xfer_send_init(&x[0], c, seed, 1 << 20);
-	lf_xfer_recv_init(&x[1], s, seed, 1 << 20);
-	lf_xfer_send_init(&x[2], s, seed + 1, 1 << 20);
-	lf_xfer_recv_init(&x[3], c, seed + 1, 1 << 20);
-	lf_xfer_run(x, 4, 10000);
-	for (i = 0; i < 4; i++)
-		lf_xfer_assert_ok(&x[i]);
-}
-
 /* Both ends opted in: fast on both ends, paired counted once, data ok. */
 static void check_fast(int lfam, const char *laddr, int cfam, const char *caddr)
 {
@@ -99,7 +84,7 @@ static void check_fast(int lfam, const char *laddr, int cfam, const char *caddr)
 		  laddr, caddr, cs, ss);
 	assert_deltas(before, "paired", 1, caddr);
 	cr_assert(lf_optin_get(s) == 1, "accepted socket inherits opt-in");
-	xfer_both(c, s, 11);
+	lf_xfer_both(c, s, 11, 1 << 20, 10000);
 	cr_assert(lf_state(c) == 1 && lf_state(s) == 1,
 		  "still fast after data");
 	red = lf_env_stat(&env, "bytes-redirected") - red;
@@ -173,7 +158,7 @@ static void check_regular(int copt, int sopt, const char *counter,
 		cr_assert(lf_optin_get(c) == copt, "client flag");
 		cr_assert(lf_optin_get(s) == sopt,
 			  "accepted socket flag is the listener's");
-		xfer_both(c, s, 21 + i);
+		lf_xfer_both(c, s, 21 + i, 1 << 20, 10000);
 		cr_assert(lf_state(c) == 0 && lf_state(s) == 0);
 		close(c);
 		close(s);
@@ -280,7 +265,7 @@ Test(pairing, not_loopback_stays_regular)
 			  "%s: state client %d server %d", cases[i].addr,
 			  lf_state(c), lf_state(s));
 		assert_deltas(before, "regular-not-loopback", 1, cases[i].addr);
-		xfer_both(c, s, 31 + i);
+		lf_xfer_both(c, s, 31 + i, 1 << 20, 10000);
 		close(c);
 		close(s);
 	}
@@ -309,7 +294,7 @@ Test(pairing, ipv4_different_127_addresses)
 	cr_assert(lf_state_wait(c, 1, 1000) == 1 &&
 			  lf_state_wait(s, 1, 1000) == 1,
 		  "127.0.0.3 -> 127.0.0.2 not fast");
-	xfer_both(c, s, 51);
+	lf_xfer_both(c, s, 51, 1 << 20, 10000);
 	close(c);
 	close(s);
 	lf_env_finish(&env);

@@ -1781,6 +1781,22 @@ static void xfer_step_recv(struct lf_xfer *x, uint8_t *buf)
 		xfer_end(x, 0);
 }
 
+void lf_xfer_both_(int c, int s, uint64_t seed, uint64_t size, int timeout_ms)
+{
+	struct lf_xfer x[4];
+	char buf[256];
+	int i;
+
+	lf_xfer_send_init(&x[0], c, seed, size);
+	lf_xfer_recv_init(&x[1], s, seed, size);
+	lf_xfer_send_init(&x[2], s, seed + 1, size);
+	lf_xfer_recv_init(&x[3], c, seed + 1, size);
+	lf_xfer_run(x, 4, timeout_ms);
+	for (i = 0; i < 4; i++)
+		if (x[i].err || x[i].done != x[i].total || x[i].bad_off >= 0)
+			lf_fail("transfer: %s", lf_xfer_str(&x[i], buf, sizeof(buf)));
+}
+
 int lf_xfer_run(struct lf_xfer *xs, int n, int timeout_ms)
 {
 	int64_t deadline = lf_now_ms() + timeout_ms;
