@@ -336,9 +336,8 @@ static inline int lf_small_due(__u32 *streak, __u64 len, __u32 run)
  * backlog (redir counts before the bytes are queued), so the answer errs
  * towards TCP. Returns LF_WHY_NONE to redirect, or why not.
  */
-static inline enum lf_tcp_why lf_redirect_check(int lowat, __u64 redir,
-						__u64 read, __u64 len,
-						__u64 limit)
+static inline enum lf_tcp_why
+lf_redirect_check(int lowat, __u64 redir, __u64 read, __u64 len, __u64 limit)
 {
 	__u64 backlog = redir > read ? redir - read : 0;
 

@@ -231,7 +231,8 @@ static int dp_attach(struct lf_dp *dp, const struct lf_opts *opts)
 	}
 	for (i = 0; i < n; i++) {
 		if (i < CGROUP_LINKS)
-			link = bpf_program__attach_cgroup(dp_prog(dp, i), cg_fd);
+			link = bpf_program__attach_cgroup(dp_prog(dp, i),
+							  cg_fd);
 		else
 			link = bpf_program__attach(dp_prog(dp, i));
 		err = libbpf_get_error(link);

@@ -112,7 +112,8 @@ static int reset_due(int fd)
 	int inq = 0, fl;
 	uint64_t c;
 
-	if (fd < 0 || fd >= BORN_MAX || __atomic_load_n(&shared, __ATOMIC_RELAXED))
+	if (fd < 0 || fd >= BORN_MAX ||
+	    __atomic_load_n(&shared, __ATOMIC_RELAXED))
 		return 0;
 	c = __atomic_load_n(&born[fd], __ATOMIC_RELAXED);
 	if (!c || cookie_of(fd) != c)
@@ -134,7 +135,8 @@ LF_EXPORT int close(int fd)
 
 	if (reset_due(fd)) {
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		shim__log("close of fast socket %d with bytes unread: reset", fd);
+		shim__log("close of fast socket %d with bytes unread: reset",
+			  fd);
 	}
 	errno = saved;
 	if (fd >= 0 && fd < BORN_MAX)

@@ -113,7 +113,8 @@ static void write_all_nonblocking(int fd, const char *buf, uint64_t total)
 		n = send(fd, buf + off, total - off, MSG_DONTWAIT);
 		if (n < 0) {
 			cr_assert(errno == EAGAIN, "send: %s", strerror(errno));
-			cr_assert(poll(&p, 1, 20000) == 1, "no POLLOUT in 20 s");
+			cr_assert(poll(&p, 1, 20000) == 1,
+				  "no POLLOUT in 20 s");
 			continue;
 		}
 		off += n;
@@ -354,7 +355,8 @@ Test(integrity, tiny_receive_buffer_two_way_no_stall)
 	for (round = 0; round < 4; round++) {
 		plain_ms = tiny_rcvbuf_round(0, 16ULL << 20, 41 + 2 * round);
 		fast_ms = tiny_rcvbuf_round(1, 16ULL << 20, 41 + 2 * round);
-		assert_no_stall(fast_ms, plain_ms, "16 MiB each way, rcvbuf 4 KiB");
+		assert_no_stall(fast_ms, plain_ms,
+				"16 MiB each way, rcvbuf 4 KiB");
 	}
 }
 
@@ -386,10 +388,12 @@ Test(integrity, same_four_tuple_reused_at_once)
 		cr_assert(!connect(c, (struct sockaddr *)&a, sizeof(a)),
 			  "connect %d: %s", i, strerror(errno));
 		s = lf_tcp_accept(lfd, 2000);
-		cr_assert(lf_state_wait(c, 1, 1000) == 1, "round %d not fast", i);
+		cr_assert(lf_state_wait(c, 1, 1000) == 1, "round %d not fast",
+			  i);
 		lf_xfer_both(c, s, 51 + 2 * i, 256 << 10, 20000);
 		/* RST, no TIME_WAIT: the next round reuses the 4-tuple. */
-		cr_assert(!setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
+		cr_assert(
+			!setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
 		lf_close(&c);
 		lf_close(&s);
 	}
@@ -420,7 +424,8 @@ Test(integrity, socket_that_connects_again_gets_only_its_bytes)
 	c = lf_tcp_socket(AF_INET, 1);
 	for (i = 0; i < 6; i++) {
 		fast = !(i % 3 == 2);
-		cr_assert(!connect(c, (struct sockaddr *)&a[!fast], sizeof(a[0])),
+		cr_assert(!connect(c, (struct sockaddr *)&a[!fast],
+				   sizeof(a[0])),
 			  "connect %d: %s", i, strerror(errno));
 		s = lf_tcp_accept(lfd[!fast], 2000);
 		cr_assert(lf_state_wait(c, fast, 1000) == fast,
@@ -489,7 +494,8 @@ Test(integrity, fast_open_client_is_not_left_pending)
 		cr_assert(!memcmp(buf, "world", 5));
 		lf_sleep_ms(20);
 		cr_assert_eq(conns_pending(), 0,
-			     "connection %d: a client waits in the sockhash", i);
+			     "connection %d: a client waits in the sockhash",
+			     i);
 		lf_close(&c);
 		lf_close(&s);
 	}

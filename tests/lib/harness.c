@@ -1284,7 +1284,8 @@ int lf_optin_set(int fd, int on)
 {
 	if (setsockopt(fd, SOL_LOOPFAST, LOOPFAST_FAST_PATH, &on, sizeof(on)))
 		return -errno;
-	if (on && setsockopt(fd, SOL_LOOPFAST, LOOPFAST_SERVED, &on, sizeof(on)))
+	if (on &&
+	    setsockopt(fd, SOL_LOOPFAST, LOOPFAST_SERVED, &on, sizeof(on)))
 		return -errno;
 	return 0;
 }
@@ -1794,7 +1795,8 @@ void lf_xfer_both_(int c, int s, uint64_t seed, uint64_t size, int timeout_ms)
 	lf_xfer_run(x, 4, timeout_ms);
 	for (i = 0; i < 4; i++)
 		if (x[i].err || x[i].done != x[i].total || x[i].bad_off >= 0)
-			lf_fail("transfer: %s", lf_xfer_str(&x[i], buf, sizeof(buf)));
+			lf_fail("transfer: %s",
+				lf_xfer_str(&x[i], buf, sizeof(buf)));
 }
 
 int lf_xfer_run(struct lf_xfer *xs, int n, int timeout_ms)

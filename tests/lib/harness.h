@@ -329,7 +329,8 @@ const char *lf_xfer_str(const struct lf_xfer *x, char *buf, size_t size);
  * seed + 1), bounded by timeout_ms; asserts every byte arrived intact.
  */
 void lf_xfer_both_(int c, int s, uint64_t seed, uint64_t size, int timeout_ms);
-#define lf_xfer_both(...) (lf__at(__FILE__, __LINE__), lf_xfer_both_(__VA_ARGS__))
+#define lf_xfer_both(...) \
+	(lf__at(__FILE__, __LINE__), lf_xfer_both_(__VA_ARGS__))
 
 /* lf_xfer_run() in a background thread. */
 struct lf_bg {

@@ -634,8 +634,7 @@ Test(policy, heartbeat_boundary)
 
 Test(policy, only_served_ends_go_fast)
 {
-	struct lf_config cfg = { .mode = LF_MODE_ALL,
-				 .heartbeat_ns = NOW_NS };
+	struct lf_config cfg = { .mode = LF_MODE_ALL, .heartbeat_ns = NOW_NS };
 
 	cr_expect_eq(lf_policy(&cfg, NOW_NS, 0, 0, 1), LF_V_NOT_SERVED,
 		     "mode all, no shim");
@@ -728,10 +727,10 @@ static const struct {
 Test(route, redirect_check)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(route_tbl); i++) {
-		enum lf_tcp_why w = lf_redirect_check(
-			route_tbl[i].lowat, route_tbl[i].redir,
-			route_tbl[i].read, route_tbl[i].len,
-			route_tbl[i].limit);
+		enum lf_tcp_why w =
+			lf_redirect_check(route_tbl[i].lowat,
+					  route_tbl[i].redir, route_tbl[i].read,
+					  route_tbl[i].len, route_tbl[i].limit);
 
 		cr_expect_eq(w, route_tbl[i].want, "%s: got %d, want %d",
 			     route_tbl[i].name, w, route_tbl[i].want);
