@@ -214,13 +214,14 @@ bench-redis: deps
 
 # The differential torture test (tests/torture): the runner links the
 # harness with a main of its own, the peer only the scenario code. `make
-# check` runs it short; `make torture SEED=S DURATION=SEC` runs scenarios
-# until DURATION seconds have passed.
+# check` runs it short; `make torture SEED=S DURATION=SEC JOBS=N` runs
+# scenarios until DURATION seconds have passed, N (4) at a time.
 TT_HDRS := $(wildcard tests/torture/*.h)
 TT_RUN_SRCS := $(wildcard tests/torture/run*.c) tests/torture/scn.c
 TT_PEER_SRCS := $(wildcard tests/torture/peer*.c) tests/torture/scn.c
 TT_BINS := $(O)/tests/torture $(O)/tests/torture-peer
 DURATION ?= 3600
+JOBS ?= 4
 .PHONY: torture
 
 $(O)/tests/torture: $(TT_RUN_SRCS) $(TT_HDRS) $(TESTLIB_OBJS) | $(O)
@@ -237,7 +238,7 @@ tests: $(TT_BINS)
 torture: deps
 	$(Q)$(MAKE) --no-print-directory all $(TT_BINS)
 	$(Q)$(O)/tests/torture --src $(CURDIR) --duration $(DURATION) \
-		$(if $(SEED),--seed $(SEED))
+		--jobs $(JOBS) $(if $(SEED),--seed $(SEED))
 
 format:
 	$(Q)clang-format -i $(DAEMON_SRCS) $(CLI_SRCS) $(COMMON_SRCS) $(SHIM_SRCS) $(wildcard */*.h) \

@@ -127,8 +127,9 @@ run_fuzz()
 }
 
 # The differential torture test (BUILD_DIR/tests/torture, root only):
-# TORTURE_SCENARIOS (75) scenarios, each in its four variants, and the Go
-# and Python programs, within TORTURE_SECONDS (280). Seed TORTURE_SEED
+# TORTURE_SCENARIOS (300) scenarios, each in its four variants, and the Go
+# and Python programs, within TORTURE_SECONDS (280), by TORTURE_JOBS (4)
+# workers, each with a loopfastd of its own. Seed TORTURE_SEED
 # (0x5eed: make check gives the same answer twice; `make torture` draws a
 # new seed each run); each failure prints the command that repeats it.
 # Its `N passed, N failed` (scenario-variant runs) adds to the totals.
@@ -143,8 +144,8 @@ run_torture()
 		return
 	fi
 	log=$(mktemp) || exit 1
-	"$bin" --count "${TORTURE_SCENARIOS:-75}" \
-		--duration "${TORTURE_SECONDS:-280}" \
+	"$bin" --count "${TORTURE_SCENARIOS:-300}" \
+		--jobs "${TORTURE_JOBS:-4}" --duration "${TORTURE_SECONDS:-280}" \
 		--seed "${TORTURE_SEED:-0x5eed}" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	line=$(tail -n 1 "$log")

@@ -240,31 +240,69 @@ static int iov_advance(const struct iovec *iov, int n, size_t skip,
 	return k;
 }
 
-/*
- * MSG_WAITALL on a fast socket returns what is queued; TCP waits for all
- * of it, unless EOF, an error or a signal comes first, and then returns
- * what it has.
- */
-static ssize_t rd_waitall(const struct rd *rd, ssize_t got,
-			  const struct shim_sigmark *m0)
+/* The read's buffers, whatever its kind. */
+static int rd_iov(const struct rd *rd, struct iovec *one,
+		  const struct iovec **iov)
 {
-	struct iovec one = { rd->buf, rd->len }, rest[WAITALL_IOV];
-	const struct iovec *iov = &one;
-	int n = 1, saved = errno;
+	*one = (struct iovec){ rd->buf, rd->len };
+	*iov = one;
+	if (rd->kind == RD_READV) {
+		*iov = rd->iov;
+		return rd->iovcnt;
+	}
+	if (rd->kind == RD_RECVMSG) {
+		*iov = rd->msg->msg_iov;
+		return rd->msg->msg_iovlen;
+	}
+	return 1;
+}
+
+/*
+ * How much TCP's blocking read would have waited for: all of it with
+ * MSG_WAITALL, else min(SO_RCVLOWAT, len). Asked of the kernel only once
+ * this process has set SO_RCVLOWAT (shim__lowat_used), so reads of every
+ * other program cost no extra system call. errno kept.
+ */
+static size_t rd_target(const struct rd *rd, size_t total)
+{
+	socklen_t len = sizeof(int);
+	int lowat = 1, saved = errno;
+
+	if (rd->flags & MSG_WAITALL)
+		return total;
+	if (!__atomic_load_n(&shim__lowat_used, __ATOMIC_RELAXED))
+		return 0;
+	if (getsockopt(rd->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, &len))
+		lowat = 1;
+	errno = saved;
+	return (size_t)lowat < total ? (size_t)lowat : total;
+}
+
+/*
+ * MSG_WAITALL and SO_RCVLOWAT on a fast socket: its read returns what one
+ * queue holds (the redirected one, or TCP's once a direction went back to
+ * TCP). TCP waits for the whole target, unless EOF, an error or a signal
+ * comes first, and then returns what it has.
+ */
+static ssize_t rd_fill(const struct rd *rd, ssize_t got,
+		       const struct shim_sigmark *m0)
+{
+	struct iovec one, rest[WAITALL_IOV];
+	const struct iovec *iov;
+	int n, saved = errno;
 	struct shim_sigmark m;
 	struct msghdr h;
-	size_t total;
+	size_t target;
 	ssize_t r;
 
-	if (rd->kind == RD_RECVMSG) {
-		iov = rd->msg->msg_iov;
-		n = rd->msg->msg_iovlen;
-	}
-	total = iov_total(iov, n);
-	if ((size_t)got >= total || rd->flags & MSG_PEEK ||
+	if (rd->flags & MSG_PEEK)
+		return got;
+	n = rd_iov(rd, &one, &iov);
+	target = rd_target(rd, iov_total(iov, n));
+	if ((size_t)got >= target ||
 	    fast_blocking(rd->fd, rd->flags, 0, NULL) != 1)
 		return got;
-	while ((size_t)got < total && !shim__sigsince(m0)) {
+	while ((size_t)got < target && !shim__sigsince(m0)) {
 		memset(&h, 0, sizeof(h));
 		h.msg_iov = rest;
 		h.msg_iovlen = iov_advance(iov, n, got, rest, WAITALL_IOV);
@@ -286,8 +324,9 @@ static ssize_t rd_run(const struct rd *rd)
 	struct shim_sigmark m;
 	ssize_t r = rd_blocking(rd, &m);
 
-	if (r > 0 && rd->flags & MSG_WAITALL)
-		return rd_waitall(rd, r, &m);
+	if (r > 0 && (rd->flags & MSG_WAITALL ||
+		      __atomic_load_n(&shim__lowat_used, __ATOMIC_RELAXED)))
+		return rd_fill(rd, r, &m);
 	return r;
 }
 

@@ -62,6 +62,8 @@ int shim__retry_eagain(int fd, int flags, const struct shim_sigmark *m,
 		       const struct timespec *t0);
 
 void shim__served(int fd);
+/* Set once this process sets SO_RCVLOWAT on any socket (sock.c). */
+extern int shim__lowat_used;
 
 /* --- close (close.c) --- */
 

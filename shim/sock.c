@@ -114,6 +114,19 @@ LF_EXPORT int socket(int domain, int type, int protocol)
 	return fd;
 }
 
+int shim__lowat_used;
+
+/* Note a SO_RCVLOWAT: reads then ask for it (io.c, rd_target). */
+LF_EXPORT int setsockopt(int fd, int level, int name, const void *val,
+			 socklen_t len)
+{
+	int ret = REAL(setsockopt)(fd, level, name, val, len);
+
+	if (!ret && level == SOL_SOCKET && name == SO_RCVLOWAT)
+		__atomic_store_n(&shim__lowat_used, 1, __ATOMIC_RELAXED);
+	return ret;
+}
+
 LF_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
 	int nfd = REAL(accept)(fd, addr, len);

@@ -211,6 +211,24 @@ static void compare_plain(struct why *w, const struct rr_result *res,
 				res->k[i].name, res->k[i].val);
 }
 
+/*
+ * Which path a scenario's first connection must take: only the shim
+ * serves reads, so only the shim variant pairs (README, "Which programs
+ * get the fast path"); a shim run that stays on TCP proves nothing, a raw
+ * or mode-all run that goes fast breaks that rule. Go makes its system
+ * calls without libc, so no variant of a Go program pairs.
+ */
+static void expect_path(struct why *w, const struct rr_job *job,
+			const struct rr_result *res)
+{
+	int want = job->variant == TT_VAR_SHIM &&
+		   (!job->prog || job->prog->lang != RR_GO);
+
+	if (rr_went_fast(res) != want)
+		why_add(w, "%s the fast path, expected %s",
+			want ? "not on" : "on", want ? "on it" : "plain TCP");
+}
+
 int rr_check(const struct rr_job *job, const struct rr_result *res,
 	     const struct rr_result *plain, char *buf, size_t size)
 {
@@ -228,6 +246,8 @@ int rr_check(const struct rr_job *job, const struct rr_result *res,
 			(long long)res->ms, (long long)job->bound_ms,
 			plain ? ", 3x plain + 1 s" : "");
 	expect_status(&w, res);
+	if (!res->timed_out)
+		expect_path(&w, job, res);
 	if (job->prog) {
 		expect_prog(&w, res);
 	} else {

@@ -18,6 +18,7 @@
 #define RR_DETAILS 4096
 #define RR_PLAIN_BOUND_MS 30000
 #define RR_PORT_MS 10000
+#define RR_MAX_JOBS 16
 
 struct rr_kv {
 	char name[72];
@@ -60,6 +61,7 @@ struct rr_opts {
 	uint64_t seed;
 	long first, count; /* scenarios [first, first + count), 0: no end */
 	long duration_s; /* stop starting runs after this, 0: no limit */
+	int jobs; /* worker processes, each with its own loopfastd */
 	unsigned int variants; /* bit mask of TT_VAR_* to run and count */
 	int real; /* run the Go and Python programs */
 	long real_every; /* again every so many scenarios */
