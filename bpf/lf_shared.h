@@ -44,8 +44,17 @@ struct lf_config {
 	__u64 heartbeat_ns; /* loopfastd's last CLOCK_MONOTONIC heartbeat */
 	__u64 detour_limit; /* receiver backlog, in bytes, that starts a detour */
 	__u32 release_run; /* see LF_DEFAULT_RELEASE_RUN; 0: never release */
-	__u32 pad;
+	__u32 veto_cgroups; /* entries in lf_veto_cg; 0: no lookups */
 };
+
+/*
+ * Cgroups below the served one with filter programs of their own (a
+ * systemd unit's IPAddressDeny=, say): their sockets, and those of their
+ * descendants, stay on TCP, the rest of the host does not. Key: cgroup
+ * id; loopfastd writes it on each scan.
+ */
+#define LF_VETO_CG_MAX 1024
+#define LF_CG_DEPTH_MAX 32
 
 /*
  * One endpoint's view of a connection: the key of that endpoint's socket in
@@ -93,6 +102,13 @@ struct lf_sk {
 	 */
 	__u64 in_redir;
 	__u64 in_read;
+	/*
+	 * The cgroup of the process that first set a loopfast option on the
+	 * socket (the socket's own cgroup: the shim sets LOOPFAST_SERVED
+	 * right after socket()); accepted sockets inherit the listener's,
+	 * as their cgroup is the listener's. Looked up in lf_veto_cg.
+	 */
+	__u64 cgroup;
 };
 
 /* lf_conn.state */
@@ -281,7 +297,7 @@ static inline int lf_heartbeat_fresh(__u64 heartbeat_ns, __u64 now_ns)
  */
 static inline enum lf_verdict lf_policy(const struct lf_config *cfg,
 					__u64 now_ns, int optin, int served,
-					int loopback)
+					int loopback, int cg_veto)
 {
 	if (cfg->mode == LF_MODE_OFF)
 		return optin ? LF_V_MODE_OFF : LF_V_NOT_WANTED;
@@ -293,7 +309,7 @@ static inline enum lf_verdict lf_policy(const struct lf_config *cfg,
 		return LF_V_NOT_SERVED;
 	if (!lf_heartbeat_fresh(cfg->heartbeat_ns, now_ns))
 		return LF_V_NO_HEARTBEAT;
-	if (cfg->veto)
+	if (cfg->veto || cg_veto)
 		return LF_V_VETO;
 	return LF_V_FAST;
 }

@@ -70,6 +70,13 @@ struct {
 } lf_config SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LF_VETO_CG_MAX);
+	__type(key, __u64);
+	__type(value, __u32);
+} lf_veto_cg SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LF_ST_MAX);
 	__type(key, __u32);
@@ -134,6 +141,13 @@ static __always_inline int sockopt_rcvlowat(struct bpf_sockopt *ctx)
 	return 1;
 }
 
+/* See lf_sk.cgroup: setsockopt runs in the caller's process. */
+static __always_inline void sk_note_cgroup(struct lf_sk *s)
+{
+	if (!s->cgroup)
+		s->cgroup = bpf_get_current_cgroup_id();
+}
+
 /*
  * LOOPFAST_SERVED: libloopfast.so says it serves this socket's reads
  * (EAGAIN waited out, splice and MSG_WAITALL emulated). Only such sockets
@@ -151,6 +165,7 @@ static __always_inline int sockopt_served(struct bpf_sockopt *ctx)
 			       BPF_SK_STORAGE_GET_F_CREATE);
 	if (!s)
 		return sockopt_fail(ENOPROTOOPT);
+	sk_note_cgroup(s);
 	s->flags |= LF_SK_SERVED;
 	ctx->optlen = -1;
 	return 1;
@@ -219,6 +234,7 @@ int lf_setsockopt(struct bpf_sockopt *ctx)
 			       BPF_SK_STORAGE_GET_F_CREATE);
 	if (!s)
 		return sockopt_fail(ENOPROTOOPT);
+	sk_note_cgroup(s);
 	if (on && !s->optin)
 		stat_add(LF_ST_OPTED_IN, 1);
 	s->optin = on;
@@ -346,6 +362,19 @@ static __always_inline void ops_key(struct bpf_sock_ops *skops,
 	lf_key_build(k, bpf_get_netns_cookie(skops), &a);
 }
 
+/*
+ * Is the socket's cgroup vetoed (lf_veto_cg holds the cgroups with filter
+ * programs of their own and all their descendants)? Their egress and
+ * ingress programs see a connection's bytes both ways, so either end's
+ * cgroup vetoes the pair.
+ */
+static __always_inline int sk_cgroup_vetoed(struct lf_sk *s,
+					    struct lf_config *cfg)
+{
+	return cfg->veto_cgroups && s &&
+	       bpf_map_lookup_elem(&lf_veto_cg, &s->cgroup);
+}
+
 static __always_inline enum lf_verdict ops_verdict(struct lf_sk *s,
 						   struct lf_key *k)
 {
@@ -354,7 +383,8 @@ static __always_inline enum lf_verdict ops_verdict(struct lf_sk *s,
 	if (!cfg)
 		return LF_V_NOT_WANTED;
 	return lf_policy(cfg, bpf_ktime_get_ns(), s && s->optin,
-			 s && (s->flags & LF_SK_SERVED), lf_key_is_loopback(k));
+			 s && (s->flags & LF_SK_SERVED), lf_key_is_loopback(k),
+			 sk_cgroup_vetoed(s, cfg));
 }
 
 static __always_inline void count_verdict(enum lf_verdict v)

@@ -27,38 +27,72 @@ const char *lf_hook_kind_name(enum lf_hook_kind kind)
 	return kind_names[kind];
 }
 
-void lf_hooks_add(struct lf_hooks *hs, enum lf_hook_kind kind, const char *fmt,
-		  ...)
+static void hooks_vadd(struct lf_hooks *hs, enum lf_hook_kind kind,
+		       uint64_t cg, const char *fmt, va_list ap)
 {
 	struct lf_hook *h;
-	va_list ap;
 
 	if (hs->n++ >= LF_HOOKS_MAX)
 		return;
 	h = &hs->h[hs->n - 1];
 	h->kind = kind;
-	va_start(ap, fmt);
+	h->cgroup = cg;
 	vsnprintf(h->what, sizeof(h->what), fmt, ap);
+}
+
+void lf_hooks_add(struct lf_hooks *hs, enum lf_hook_kind kind, const char *fmt,
+		  ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	hooks_vadd(hs, kind, 0, fmt, ap);
 	va_end(ap);
+}
+
+void lf_hooks_add_cg(struct lf_hooks *hs, enum lf_hook_kind kind, uint64_t cg,
+		     const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	hooks_vadd(hs, kind, cg, fmt, ap);
+	va_end(ap);
+}
+
+int lf_hooks_global(const struct lf_hooks *hs)
+{
+	int i, n = hs->n < LF_HOOKS_MAX ? hs->n : LF_HOOKS_MAX, g = 0;
+
+	for (i = 0; i < n; i++)
+		g += !hs->h[i].cgroup;
+	/* Hooks past the kept ones: not known to be per cgroup. */
+	return g + (hs->n > LF_HOOKS_MAX);
 }
 
 int lf_hooks_equal(const struct lf_hooks *a, const struct lf_hooks *b)
 {
 	int i, n = a->n < LF_HOOKS_MAX ? a->n : LF_HOOKS_MAX;
 
-	if (a->n != b->n)
+	if (a->n != b->n || a->n_cg != b->n_cg)
 		return 0;
 	for (i = 0; i < n; i++)
 		if (a->h[i].kind != b->h[i].kind ||
+		    a->h[i].cgroup != b->h[i].cgroup ||
 		    strcmp(a->h[i].what, b->h[i].what))
 			return 0;
-	return 1;
+	n = a->n_cg < LF_HOOKS_CG_MAX ? a->n_cg : LF_HOOKS_CG_MAX;
+	return !memcmp(a->cg, b->cg, n * sizeof(a->cg[0]));
 }
 
 int lf_nft_chain_sees_lo(int family, unsigned int hooknum, const char *dev)
 {
 	switch (family) {
 	case NFPROTO_INET:
+		/* inet's ingress hook is per device, like netdev's */
+		if (hooknum == NF_INET_INGRESS)
+			return dev && !strcmp(dev, "lo");
+		/* fall through */
 	case NFPROTO_IPV4:
 	case NFPROTO_IPV6:
 		return hooknum == NF_INET_PRE_ROUTING ||

@@ -93,9 +93,12 @@ static void hooks_add(struct lf_daemon *d, struct reply *r)
 
 	reply_add(r, "hooks %d\n", d->hooks.n);
 	for (i = 0; i < n; i++)
-		reply_add(r, "hook %s %s\n",
+		reply_add(r, "hook %s %s%s\n",
 			  lf_hook_kind_name(d->hooks.h[i].kind),
-			  d->hooks.h[i].what);
+			  d->hooks.h[i].what,
+			  d->hooks.h[i].cgroup && !d->veto_cg_all ?
+				  " (vetoes that cgroup's sockets only)" :
+				  "");
 }
 
 static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
@@ -104,8 +107,10 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 	reply_add(r, "version %s\npid %d\nmode %s\nfilter-policy %s\n",
 		  LF_VERSION, getpid(), lf_mode_name(d->cfg.mode),
 		  d->opts.filter_ignore ? "ignore" : "respect");
-	reply_add(r, "veto %u\ncgroup %s\npin-dir %s\nsocket %s\n", d->cfg.veto,
-		  d->opts.cgroup, d->opts.pin_dir, d->opts.socket);
+	reply_add(r,
+		  "veto %u\nveto-cgroups %u\ncgroup %s\npin-dir %s\nsocket %s\n",
+		  d->cfg.veto, d->cfg.veto_cgroups, d->opts.cgroup,
+		  d->opts.pin_dir, d->opts.socket);
 	reply_add(
 		r,
 		"sockhash-size %u\ndetour-limit %llu\nheartbeat-age-ms %llu\n",

@@ -4,7 +4,7 @@
  * BPF links, pin links and maps; adopt what a previous run pinned; unload.
  *
  * Pin layout under the pin dir:
- *   maps/{sk_store,sockhash,conns,config,stats}
+ *   maps/{sk_store,sockhash,conns,config,stats,veto_cg}
  *   links/{setsockopt,getsockopt,sockops,recv_length}
  * links/recv_length is pinned last and marks a complete data path.
  *
@@ -29,7 +29,7 @@
 #define COMPLETE_MARK "links/recv_length"
 
 static const char *const map_pins[] = { "sk_store", "sockhash", "conns",
-					"config", "stats" };
+					"config",   "stats",	"veto_cg" };
 static const char *const link_pins[] = { "setsockopt", "getsockopt", "sockops",
 					 "recv_length" };
 #define CGROUP_LINKS 3 /* link_pins[0..2] attach to the cgroup */
@@ -125,6 +125,10 @@ static int dp_adopt(struct lf_dp *dp, const struct lf_opts *opts)
 	if (dp->config_fd < 0 || dp->stats_fd < 0 || dp->conns_fd < 0)
 		return -ENOENT;
 	dp->sockhash_fd = map_get(opts->pin_dir, "sockhash");
+	/* Pinned before cgroup vetoes existed: such hooks veto everyone. */
+	dp->veto_cg_fd = pin_exists(opts->pin_dir, "maps/veto_cg") ?
+				 map_get(opts->pin_dir, "veto_cg") :
+				 -1;
 	if (!bpf_obj_get_info_by_fd(dp->conns_fd, &info, &len))
 		dp->sockhash_size = info.max_entries;
 	dp->adopted = 1;
@@ -189,6 +193,7 @@ static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
 	dp->stats_fd = bpf_map__fd(skel->maps.lf_stats);
 	dp->conns_fd = bpf_map__fd(skel->maps.lf_conns);
 	dp->sockhash_fd = bpf_map__fd(skel->maps.lf_sockhash);
+	dp->veto_cg_fd = bpf_map__fd(skel->maps.lf_veto_cg);
 	dp->sockhash_size = opts->sockhash_size;
 	return 0;
 }
@@ -256,7 +261,7 @@ static int dp_pin(struct lf_dp *dp, const char *dir)
 	struct bpf_map *maps[] = {
 		skel->maps.lf_sk_store, skel->maps.lf_sockhash,
 		skel->maps.lf_conns,	skel->maps.lf_config,
-		skel->maps.lf_stats,
+		skel->maps.lf_stats,	skel->maps.lf_veto_cg,
 	};
 	char path[PATH_MAX];
 	unsigned int i;
@@ -303,7 +308,7 @@ int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts)
 
 	memset(dp, 0, sizeof(*dp));
 	dp->config_fd = dp->stats_fd = dp->conns_fd = -1;
-	dp->sockhash_fd = -1;
+	dp->sockhash_fd = dp->veto_cg_fd = -1;
 	err = lf_bpffs_ensure(opts->pin_dir);
 	if (err)
 		return err;
@@ -366,10 +371,40 @@ void lf_dp_close(struct lf_dp *dp)
 			close(dp->conns_fd);
 		if (dp->sockhash_fd >= 0)
 			close(dp->sockhash_fd);
+		if (dp->veto_cg_fd >= 0)
+			close(dp->veto_cg_fd);
 	}
 	dp->skel = NULL;
 	dp->config_fd = dp->stats_fd = dp->conns_fd = -1;
-	dp->sockhash_fd = -1;
+	dp->sockhash_fd = dp->veto_cg_fd = -1;
+}
+
+/*
+ * Make lf_veto_cg hold exactly ids[0..n): stale keys out, new ones in.
+ * 0 or -errno.
+ */
+int lf_dp_veto_cg_write(struct lf_dp *dp, const uint64_t *ids, int n)
+{
+	__u64 key, next;
+	__u32 one = 1;
+	int i, more, err = 0;
+
+	if (dp->veto_cg_fd < 0)
+		return -EOPNOTSUPP;
+	for (i = 0; i < n; i++)
+		if (bpf_map_update_elem(dp->veto_cg_fd, &ids[i], &one,
+					BPF_ANY))
+			err = -errno;
+	more = !bpf_map_get_next_key(dp->veto_cg_fd, NULL, &key);
+	while (more) {
+		more = !bpf_map_get_next_key(dp->veto_cg_fd, &key, &next);
+		for (i = 0; i < n && ids[i] != key; i++)
+			;
+		if (i == n)
+			bpf_map_delete_elem(dp->veto_cg_fd, &key);
+		key = next;
+	}
+	return err;
 }
 
 int lf_dp_config_write(struct lf_dp *dp, const struct lf_config *cfg)

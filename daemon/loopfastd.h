@@ -3,6 +3,7 @@
 #ifndef LOOPFASTD_H
 #define LOOPFASTD_H
 
+#include <stdint.h>
 #include <limits.h>
 #include <linux/types.h>
 
@@ -33,6 +34,7 @@ struct lf_dp {
 	int stats_fd;
 	int conns_fd;
 	int sockhash_fd; /* -1 when adopted without it */
+	int veto_cg_fd; /* -1 when adopted from pins without it */
 	int adopted;
 	struct bpf_program *recv_prog; /* the read counter this kernel got */
 	struct bpf_link *links[4]; /* as link_pins in dp.c, until pinned */
@@ -50,6 +52,7 @@ int lf_mode_parse(const char *s);
 int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts);
 int lf_dp_attach(struct lf_dp *dp, const struct lf_opts *opts);
 void lf_dp_close(struct lf_dp *dp);
+int lf_dp_veto_cg_write(struct lf_dp *dp, const uint64_t *ids, int n);
 int lf_dp_config_write(struct lf_dp *dp, const struct lf_config *cfg);
 int lf_dp_config_read(struct lf_dp *dp, struct lf_config *cfg);
 int lf_dp_stats_read(struct lf_dp *dp, __u64 out[LF_ST_MAX]);
@@ -75,6 +78,8 @@ struct lf_daemon {
 	int quit; /* 1: exit, keep pins; 2: unload and exit */
 	struct lf_client *clients[LF_CTL_MAX_CLIENTS];
 	struct lf_hooks hooks; /* filter hooks found by the last scan */
+	int veto_cg_all; /* hooks below the cgroup veto all: see main.c */
+	int veto_cg_stale; /* lf_veto_cg to be written again */
 	struct lf_watch *watch;
 };
 

@@ -380,6 +380,37 @@ static void hooks_log_diff(const struct lf_hooks *old,
 	}
 }
 
+/*
+ * Hooks of cgroups below the served one veto those cgroups' sockets
+ * (lf_veto_cg). Where that cannot be said (too many cgroups, pins from a
+ * loopfastd without the map), they veto every connection instead.
+ */
+static void daemon_veto_cg(struct lf_daemon *d)
+{
+	const struct lf_hooks *hs = &d->hooks;
+	int n = d->opts.filter_ignore ? 0 : hs->n_cg, all = 0, err;
+
+	_Static_assert(LF_HOOKS_CG_MAX <= LF_VETO_CG_MAX,
+		       "lf_veto_cg holds every cgroup a scan keeps");
+	if (n > LF_HOOKS_CG_MAX) {
+		pr_warn("filter hooks in %d cgroups below the served one, more than the %d loopfast tells apart: they veto every connection",
+			n, LF_HOOKS_CG_MAX);
+		n = 0;
+		all = 1;
+	}
+	err = lf_dp_veto_cg_write(&d->dp, hs->cg, n);
+	if (err && n) {
+		pr_warn("cannot veto per cgroup (%s): filter hooks below the served cgroup veto every connection",
+			err == -EOPNOTSUPP ?
+				"the pinned data path predates it; 'loopfastd --unload' then start to get it" :
+				strerror(-err));
+		all = 1;
+	}
+	d->veto_cg_all = all;
+	d->veto_cg_stale = 0;
+	d->cfg.veto_cgroups = all ? 0 : n;
+}
+
 /* Look for filter hooks; the veto follows them and the policy. */
 static void daemon_watch(struct lf_daemon *d)
 {
@@ -389,11 +420,16 @@ static void daemon_watch(struct lf_daemon *d)
 	if (!now)
 		return;
 	lf_watch_scan(d->watch, now, d->opts.cgroup);
-	if (!lf_hooks_equal(&d->hooks, now))
+	if (!lf_hooks_equal(&d->hooks, now)) {
 		hooks_log_diff(&d->hooks, now, d->opts.filter_ignore);
-	d->hooks = *now;
+		d->hooks = *now;
+		d->veto_cg_stale = 1;
+	}
+	if (d->veto_cg_stale)
+		daemon_veto_cg(d);
 	free(now);
-	veto = d->hooks.n > 0 && !d->opts.filter_ignore;
+	veto = !d->opts.filter_ignore &&
+	       (lf_hooks_global(&d->hooks) || d->veto_cg_all);
 	if (veto != d->cfg.veto)
 		pr_info("veto %s: new connections %s", veto ? "on" : "off",
 			veto ? "take the regular path" : "may be fast again");
@@ -426,6 +462,7 @@ int lf_daemon_set_mode(struct lf_daemon *d, int mode)
 int lf_daemon_set_filter_policy(struct lf_daemon *d, int ignore)
 {
 	d->opts.filter_ignore = ignore;
+	d->veto_cg_stale = 1;
 	if (ignore)
 		pr_warn("filter-policy ignore: filter hooks no longer veto the fast path%s",
 			d->hooks.n ? " (some are present now)" : "");
@@ -674,6 +711,7 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 	d->cfg.release_run = d->opts.release_run;
 	/* The filter watch comes first: the first heartbeat carries a veto. */
 	d->watch = lf_watch_open();
+	d->veto_cg_stale = 1; /* adopted pins may hold an earlier run's */
 	err = daemon_publish(d);
 	if (!err)
 		err = lf_dp_attach(&d->dp, &d->opts);

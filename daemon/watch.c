@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -39,6 +40,7 @@
 #include <bpf/libbpf.h>
 
 #include "filter.h"
+#include "lf_shared.h"
 #include "lf_iter.skel.h"
 #include "log.h"
 #include "loopfastd.h"
@@ -251,7 +253,7 @@ static void watch_ipt_family(struct lf_hooks *hs, int v6)
 
 struct tc_ctx {
 	struct lf_hooks *hs;
-	const char *dir;
+	const char *dir; /* where the block sits, for the description */
 	int heads; /* a filter chain's head message, handle 0 */
 	int filters; /* filters with a handle */
 	char kind[32];
@@ -283,37 +285,94 @@ static void tc_filter_msg(struct nlmsghdr *nh, void *ctx)
 		     kind, t->dir, tm->tcm_handle);
 }
 
-static void watch_tc(struct lf_hooks *hs, int ifindex)
+/* The filters of one block of lo: a clsact side, a qdisc or a class. */
+static void tc_dump_filters(struct lf_hooks *hs, int ifindex, __u32 parent,
+			    const char *dir)
 {
-	static const struct {
-		__u32 parent;
-		const char *dir;
-	} parents[] = {
-		{ TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), "ingress" },
-		{ TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS), "egress" },
-	};
 	struct {
 		struct nlmsghdr nh;
 		struct tcmsg tm;
 	} req;
-	struct tc_ctx t = { .hs = hs };
-	size_t i;
+	struct tc_ctx t = { .hs = hs, .dir = dir };
 
-	for (i = 0; i < sizeof(parents) / sizeof(parents[0]); i++) {
-		memset(&req, 0, sizeof(req));
-		req.nh.nlmsg_len = sizeof(req);
-		req.nh.nlmsg_type = RTM_GETTFILTER;
-		req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-		req.nh.nlmsg_seq = 1;
-		req.tm.tcm_family = AF_UNSPEC;
-		req.tm.tcm_ifindex = ifindex;
-		req.tm.tcm_parent = parents[i].parent;
-		t.dir = parents[i].dir;
-		t.heads = t.filters = 0;
-		lf_nl_dump(NETLINK_ROUTE, &req, sizeof(req), tc_filter_msg, &t);
-		if (t.heads && !t.filters)
-			lf_hooks_add(hs, LF_HOOK_TC, "%s filter on lo %s",
-				     t.kind, t.dir);
+	memset(&req, 0, sizeof(req));
+	req.nh.nlmsg_len = sizeof(req);
+	req.nh.nlmsg_type = RTM_GETTFILTER;
+	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	req.nh.nlmsg_seq = 1;
+	req.tm.tcm_family = AF_UNSPEC;
+	req.tm.tcm_ifindex = ifindex;
+	req.tm.tcm_parent = parent;
+	lf_nl_dump(NETLINK_ROUTE, &req, sizeof(req), tc_filter_msg, &t);
+	if (t.heads && !t.filters)
+		lf_hooks_add(hs, LF_HOOK_TC, "%s filter on lo %s", t.kind,
+			     t.dir);
+}
+
+#define TC_HANDLES_MAX 64
+
+/* Qdisc or class handles of lo, from a qdisc or class dump. */
+struct tc_handles {
+	int ifindex;
+	int n;
+	__u32 h[TC_HANDLES_MAX];
+};
+
+static void tc_handle_msg(struct nlmsghdr *nh, void *ctx)
+{
+	struct tc_handles *th = ctx;
+	struct tcmsg *tm = NLMSG_DATA(nh);
+
+	if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(*tm)) ||
+	    tm->tcm_ifindex != th->ifindex || !tm->tcm_handle ||
+	    tm->tcm_parent == TC_H_INGRESS || th->n >= TC_HANDLES_MAX)
+		return;
+	th->h[th->n++] = tm->tcm_handle;
+}
+
+static void tc_handles(int ifindex, int type, struct tc_handles *th)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct tcmsg tm;
+	} req;
+
+	memset(&req, 0, sizeof(req));
+	memset(th, 0, sizeof(*th));
+	th->ifindex = ifindex;
+	req.nh.nlmsg_len = sizeof(req);
+	req.nh.nlmsg_type = type;
+	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	req.nh.nlmsg_seq = 1;
+	req.tm.tcm_family = AF_UNSPEC;
+	req.tm.tcm_ifindex = ifindex;
+	lf_nl_dump(NETLINK_ROUTE, &req, sizeof(req), tc_handle_msg, th);
+}
+
+/*
+ * Every tc filter on lo: both sides of clsact (or ingress), then the
+ * blocks of every root qdisc and class (htb, prio, ... with their
+ * classifiers), each asked by its handle.
+ */
+static void watch_tc(struct lf_hooks *hs, int ifindex)
+{
+	struct tc_handles th;
+	char where[48];
+	int i, type;
+
+	tc_dump_filters(hs, ifindex,
+			TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), "ingress");
+	tc_dump_filters(hs, ifindex, TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS),
+			"egress");
+	for (type = RTM_GETQDISC; type <= RTM_GETTCLASS;
+	     type += RTM_GETTCLASS - RTM_GETQDISC) {
+		tc_handles(ifindex, type, &th);
+		for (i = 0; i < th.n; i++) {
+			snprintf(where, sizeof(where), "under %s %x:%x",
+				 type == RTM_GETQDISC ? "qdisc" : "class",
+				 TC_H_MAJ(th.h[i]) >> 16, TC_H_MIN(th.h[i]));
+			tc_dump_filters(hs, ifindex, th.h[i], where);
+		}
 	}
 }
 
@@ -336,18 +395,27 @@ static const char *prog_name(__u32 id, char *buf, size_t size)
 	return buf;
 }
 
-static void watch_progs(struct lf_hooks *hs, enum lf_hook_kind kind, int target,
-			int type, __u32 flags, const char *where)
+/* Programs of one attach type on target, as hooks of cgroup cg (0: all). */
+static int watch_progs_cg(struct lf_hooks *hs, enum lf_hook_kind kind,
+			  int target, int type, __u32 flags, const char *where,
+			  __u64 cg)
 {
 	__u32 ids[PROG_IDS_MAX], cnt = PROG_IDS_MAX, i;
 	char name[64];
 
 	if (bpf_prog_query(target, type, flags, NULL, ids, &cnt))
-		return;
+		return 0;
 	for (i = 0; i < cnt && i < PROG_IDS_MAX; i++)
-		lf_hooks_add(hs, kind, "%s prog %s on %s",
-			     libbpf_bpf_attach_type_str(type) ?: "bpf",
-			     prog_name(ids[i], name, sizeof(name)), where);
+		lf_hooks_add_cg(hs, kind, cg, "%s prog %s on %s",
+				libbpf_bpf_attach_type_str(type) ?: "bpf",
+				prog_name(ids[i], name, sizeof(name)), where);
+	return cnt;
+}
+
+static void watch_progs(struct lf_hooks *hs, enum lf_hook_kind kind, int target,
+			int type, __u32 flags, const char *where)
+{
+	watch_progs_cg(hs, kind, target, type, flags, where, 0);
 }
 
 static void watch_xdp(struct lf_hooks *hs, int ifindex)
@@ -364,8 +432,72 @@ static void watch_xdp(struct lf_hooks *hs, int ifindex)
 			       name, sizeof(name)));
 }
 
+/* The vetoing programs attached to one cgroup itself, as its hooks. */
+static int cg_own_progs(struct lf_hooks *hs, int fd, __u64 id,
+			const char *path)
+{
+	int type, n = 0;
+
+	for (type = 0; type < __MAX_BPF_ATTACH_TYPE; type++)
+		if (lf_cgroup_attach_vetoes(type))
+			n += watch_progs_cg(hs, LF_HOOK_CGROUP, fd, type, 0,
+					    path, id);
+	return n;
+}
+
+static void cg_veto(struct lf_hooks *hs, __u64 id)
+{
+	if (hs->n_cg < LF_HOOKS_CG_MAX)
+		hs->cg[hs->n_cg] = id;
+	hs->n_cg++;
+}
+
+/*
+ * The cgroups below dfd (path): one with vetoing programs of its own
+ * vetoes its sockets and those of every cgroup below it (their programs
+ * run for its descendants too), and no one else's. Bounded by
+ * LF_CG_DEPTH_MAX levels.
+ */
+static void cg_walk(struct lf_hooks *hs, int dfd, char *path, size_t cap,
+		    int vetoed, int depth)
+{
+	size_t plen = strlen(path);
+	struct dirent *de;
+	struct stat st;
+	int fd, dup_fd, v;
+	DIR *d;
+
+	dup_fd = dup(dfd);
+	d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	if (!d) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		fd = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (!fstat(fd, &st) &&
+		    snprintf(path + plen, cap - plen, "/%s", de->d_name) <
+			    (int)(cap - plen)) {
+			v = cg_own_progs(hs, fd, st.st_ino, path) || vetoed;
+			if (v)
+				cg_veto(hs, st.st_ino);
+			if (depth < LF_CG_DEPTH_MAX)
+				cg_walk(hs, fd, path, cap, v, depth + 1);
+		}
+		path[plen] = '\0';
+		close(fd);
+	}
+	closedir(d);
+}
+
 static void watch_cgroup(struct lf_hooks *hs, const char *cgroup)
 {
+	char path[PATH_MAX];
 	int fd, type;
 
 	fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -377,6 +509,8 @@ static void watch_cgroup(struct lf_hooks *hs, const char *cgroup)
 			watch_progs(hs, LF_HOOK_CGROUP, fd, type,
 				    BPF_F_QUERY_EFFECTIVE,
 				    "the cgroup or an ancestor");
+	snprintf(path, sizeof(path), "%s", cgroup);
+	cg_walk(hs, fd, path, sizeof(path), 0, 1);
 	close(fd);
 }
 

@@ -10,6 +10,8 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +24,12 @@
 
 static struct lf_env env;
 static int xdp_link = -1;
-static int cg_prog = -1;
+static int cg_prog = -1; /* closed with its cgroup, if not before */
 
 static void teardown(void)
 {
 	lf_close(&xdp_link);
-	if (cg_prog >= 0)
-		lf_filter_hook_remove(&env, cg_prog);
-	cg_prog = -1;
+	lf_close(&cg_prog);
 	lf_env_stop(&env);
 }
 
@@ -197,6 +197,61 @@ Test(veto, nftables_base_chain)
 		    "hook nftables table inet lftest");
 }
 
+static int nft_ingress_add(void)
+{
+	return lf_sh("nft add table inet lftest && nft add chain inet lftest "
+		     "ing '{ type filter hook ingress device \"lo\" priority "
+		     "0; }'");
+}
+
+static int nft_ingress_del(void)
+{
+	return lf_sh("nft delete table inet lftest");
+}
+
+/* inet's ingress hook on lo (Linux 5.10+), unlike netdev's, per family. */
+Test(veto, nftables_inet_ingress_on_lo)
+{
+	veto_course("nftables inet ingress", nft_ingress_add, nft_ingress_del,
+		    "hook nftables table inet lftest chain ing hook ingress "
+		    "device lo");
+}
+
+static int htb_add(void)
+{
+	return lf_sh("tc qdisc add dev lo root handle 1: htb default 1 && "
+		     "tc class add dev lo parent 1: classid 1:1 htb rate "
+		     "100gbit quantum 60000 && tc filter add dev lo parent 1: protocol ip "
+		     "prio 1 u32 match u32 0 0 flowid 1:1");
+}
+
+static int htb_class_add(void)
+{
+	return lf_sh("tc qdisc add dev lo root handle 1: htb default 1 && "
+		     "tc class add dev lo parent 1: classid 1:1 htb rate "
+		     "100gbit quantum 60000 && tc filter add dev lo parent 1:1 protocol ip "
+		     "prio 1 u32 match u32 0 0 flowid 1:1");
+}
+
+static int htb_del(void)
+{
+	return lf_sh("tc qdisc del dev lo root");
+}
+
+/* A classful root qdisc: filters on the qdisc's own block ... */
+Test(veto, tc_filter_under_classful_qdisc)
+{
+	veto_course("tc under htb", htb_add, htb_del,
+		    "hook tc u32 filter on lo under qdisc 1:0");
+}
+
+/* ... and on a class's block. */
+Test(veto, tc_filter_under_class)
+{
+	veto_course("tc under an htb class", htb_class_add, htb_del,
+		    "hook tc u32 filter on lo under class 1:1");
+}
+
 Test(veto, iptables_legacy_rule)
 {
 	if (lf_sh("command -v iptables-legacy >/dev/null"))
@@ -229,6 +284,121 @@ Test(veto, tcx_on_lo)
 Test(veto, cgroup_skb_program)
 {
 	veto_course("cgroup-bpf", cg_add, cg_del, "hook cgroup-bpf");
+}
+
+/* out (PATH_MAX) = dir/name */
+static void cg_sub(char *out, const char *dir, const char *name)
+{
+	cr_assert(snprintf(out, PATH_MAX, "%s/%s", dir, name) < PATH_MAX);
+}
+
+/* Move this process into the cgroup dir. */
+static void cg_join(const char *dir)
+{
+	cr_assert(lf_sh("echo %d > '%s/cgroup.procs'", (int)getpid(), dir) ==
+			  0,
+		  "cannot move into %s", dir);
+}
+
+/* A new pair made by a process in cgroup dir: its LOOPFAST_STATE. */
+static int pair_in(const char *dir)
+{
+	int st;
+
+	cg_join(dir);
+	st = new_pair_state();
+	cg_join(env.cgroup);
+	return st;
+}
+
+/* A server in the served cgroup, its client in dir: the pair's state. */
+static int cross_pair_in(const char *dir)
+{
+	int l, c, s, st;
+
+	l = lf_tcp_listen(AF_INET, "127.0.0.1", 1);
+	cg_join(dir);
+	c = lf_tcp_connect(AF_INET, "127.0.0.1", lf_port(l), 1);
+	cg_join(env.cgroup);
+	s = lf_tcp_accept(l, 2000);
+	st = lf_state(s);
+	cr_assert(send(c, "x", 1, 0) == 1 && recv(s, (char[1]){ 0 }, 1, 0) == 1,
+		  "data over the pair");
+	lf_close(&c);
+	lf_close(&s);
+	lf_close(&l);
+	return st;
+}
+
+/* Poll status until veto-cgroups is (want > 0: at least) want; ms or -1. */
+static int veto_cg_wait(int want)
+{
+	int64_t t0 = lf_now_ms();
+	char v[16];
+	int n;
+
+	while (lf_now_ms() - t0 < VETO_WAIT_MS) {
+		if (!lf_env_status_field(&env, "veto-cgroups", v, sizeof(v))) {
+			n = atoi(v);
+			if (want ? n >= want : n == 0)
+				return lf_now_ms() - t0;
+		}
+		lf_sleep_ms(20);
+	}
+	return -1;
+}
+
+/*
+ * A systemd-style tree below the served cgroup, a cgroup_skb program
+ * three levels down (IPAddressDeny= on a unit's sub-cgroup): it vetoes
+ * the pairs of its cgroup and those below it, either end, and no one
+ * else's; the veto lifts when it goes.
+ */
+Test(veto, cgroup_program_three_levels_down)
+{
+	char slice[PATH_MAX], unit[PATH_MAX], worker[PATH_MAX],
+		inner[PATH_MAX], other[PATH_MAX];
+	int ms_on, ms_off;
+
+	start();
+	cg_sub(slice, env.cgroup, "system.slice");
+	cg_sub(unit, slice, "db.service");
+	cg_sub(worker, unit, "worker");
+	cg_sub(inner, worker, "inner");
+	cg_sub(other, unit, "other");
+	cr_assert(!mkdir(slice, 0755) && !mkdir(unit, 0755) &&
+			  !mkdir(worker, 0755) && !mkdir(inner, 0755) &&
+			  !mkdir(other, 0755),
+		  "cgroup tree: %s", strerror(errno));
+	cr_assert(pair_in(worker) == 1, "not fast before the hook");
+
+	cg_prog = lf_filter_hook_add_at(worker);
+	cr_assert(cg_prog >= 0, "cgroup_skb on %s: %s", worker,
+		  strerror(-cg_prog));
+	ms_on = veto_cg_wait(2);
+	cr_assert(ms_on >= 0, "no cgroup veto within %d ms", VETO_WAIT_MS);
+	cr_assert(veto_wait(0) >= 0, "a program below vetoes everyone");
+	status_has("/system.slice/db.service/worker");
+	status_has("vetoes that cgroup's sockets only");
+	cr_assert(pair_in(worker) == 0, "a pair in the vetoed cgroup is fast");
+	cr_assert(pair_in(inner) == 0, "a pair below the vetoed cgroup is fast");
+	cr_assert(cross_pair_in(worker) == 0,
+		  "a pair whose client is in the vetoed cgroup is fast");
+	cr_assert(pair_in(other) == 1, "a sibling's pair is not fast");
+	cr_assert(pair_in(env.cgroup) == 1, "the served cgroup's pair is not "
+					     "fast");
+
+	cr_assert(lf_filter_hook_remove_at(worker, cg_prog) == 0);
+	cg_prog = -1;
+	ms_off = veto_cg_wait(0);
+	cr_assert(ms_off >= 0, "cgroup veto kept %d ms after removal",
+		  VETO_WAIT_MS);
+	cr_assert(pair_in(worker) == 1, "not fast after the hook went");
+	fprintf(stderr,
+		"veto cgroup three levels down: engaged in %d ms, released in "
+		"%d ms\n",
+		ms_on, ms_off);
+	lf_env_finish(&env);
 }
 
 /* An nft chain that cannot see loopback (forward) vetoes nothing. */

@@ -767,10 +767,35 @@ static int rm_tree(const char *path)
 }
 
 /* rmdir a cgroup, waiting (bounded) for exiting tasks to leave it. */
+static int cg_remove(const char *dir);
+
+/* The cgroups a test made below dir, deepest first. */
+static int cg_remove_children(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	int err = 0;
+	DIR *d;
+
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		if (path_fmt(path, sizeof(path), "%s/%s", dir, de->d_name))
+			continue;
+		err = cg_remove(path) ?: err;
+	}
+	closedir(d);
+	return err;
+}
+
 static int cg_remove(const char *dir)
 {
 	int64_t deadline = lf_now_ms() + 2000;
 
+	cg_remove_children(dir);
 	for (;;) {
 		if (!rmdir(dir) || errno == ENOENT)
 			return 0;
@@ -960,6 +985,16 @@ int lf_link_exists(unsigned int id)
 
 int lf_filter_hook_add(struct lf_env *env)
 {
+	return lf_filter_hook_add_at(env->cgroup);
+}
+
+int lf_filter_hook_remove(struct lf_env *env, int prog_fd)
+{
+	return lf_filter_hook_remove_at(env->cgroup, prog_fd);
+}
+
+int lf_filter_hook_add_at(const char *cgroup)
+{
 	struct bpf_insn prog[] = {
 		/* r0 = 1 (allow); exit */
 		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = 1 },
@@ -978,7 +1013,7 @@ int lf_filter_hook_add(struct lf_env *env)
 	pfd = sys_bpf(BPF_PROG_LOAD, &attr);
 	if (pfd < 0)
 		return -errno;
-	cfd = open(env->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cfd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cfd < 0) {
 		err = -errno;
 		goto out_prog;
@@ -998,12 +1033,12 @@ out_prog:
 	return err;
 }
 
-int lf_filter_hook_remove(struct lf_env *env, int prog_fd)
+int lf_filter_hook_remove_at(const char *cgroup, int prog_fd)
 {
 	union bpf_attr attr;
 	int cfd, err = 0;
 
-	cfd = open(env->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cfd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cfd < 0)
 		return -errno;
 	memset(&attr, 0, sizeof(attr));

@@ -132,6 +132,9 @@ int lf_env_collect_links(struct lf_env *env);
  */
 int lf_filter_hook_add(struct lf_env *env);
 int lf_filter_hook_remove(struct lf_env *env, int prog_fd);
+/* The same on any cgroup (a path). */
+int lf_filter_hook_add_at(const char *cgroup);
+int lf_filter_hook_remove_at(const char *cgroup, int prog_fd);
 
 /*
  * One packet-filter hook of each kind in the calling thread's network

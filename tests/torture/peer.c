@@ -34,7 +34,8 @@
 #include "loopfast.h"
 #include "peer.h"
 
-#define PR_ACCEPT_MS 10000
+/* Longer than any run's bound: the runner, not the peer, calls a stall. */
+#define PR_ACCEPT_MS 120000
 
 struct pr_opts {
 	int role;
@@ -522,7 +523,8 @@ static int run_client(void)
 	for (c = 0; c < scn.conns && !err; c++) {
 		fd = connect_one();
 		if (fd < 0) {
-			pr_out("x client: connect %d: %s", c, strerror(-fd));
+			pr_out("x client: connect %d to port %d: %s", c,
+			       opts.port, strerror(-fd));
 			return fd;
 		}
 		pr_out("conn %d", c);

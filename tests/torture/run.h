@@ -19,6 +19,7 @@
 #define RR_PLAIN_BOUND_MS 30000
 #define RR_PORT_MS 10000
 #define RR_MAX_JOBS 16
+#define RR_AGAIN 5 /* plain runs that tell a stall from TCP's own */
 
 struct rr_kv {
 	char name[72];

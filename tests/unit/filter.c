@@ -38,6 +38,13 @@ Test(filter, netdev_chains_only_on_lo)
 	cr_expect(!lf_nft_chain_sees_lo(NFPROTO_NETDEV, 0, "lo0"));
 }
 
+Test(filter, inet_ingress_chains_only_on_lo)
+{
+	cr_expect(lf_nft_chain_sees_lo(NFPROTO_INET, NF_INET_INGRESS, "lo"));
+	cr_expect(!lf_nft_chain_sees_lo(NFPROTO_INET, NF_INET_INGRESS, "eth0"));
+	cr_expect(!lf_nft_chain_sees_lo(NFPROTO_INET, NF_INET_INGRESS, NULL));
+}
+
 Test(filter, arp_and_bridge_chains_do_not)
 {
 	cr_expect(!lf_nft_chain_sees_lo(NFPROTO_ARP, 0, NULL));
