@@ -27,8 +27,8 @@ const char *lf_hook_kind_name(enum lf_hook_kind kind)
 	return kind_names[kind];
 }
 
-static void hooks_vadd(struct lf_hooks *hs, enum lf_hook_kind kind,
-		       uint64_t cg, const char *fmt, va_list ap)
+static void hooks_vadd(struct lf_hooks *hs, enum lf_hook_kind kind, uint64_t cg,
+		       const char *fmt, va_list ap)
 {
 	struct lf_hook *h;
 

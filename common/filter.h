@@ -48,7 +48,8 @@ void lf_hooks_add(struct lf_hooks *hs, enum lf_hook_kind kind, const char *fmt,
 		  ...) __attribute__((format(printf, 3, 4)));
 /* The same, for a hook of cgroup cg only (0: of every connection). */
 void lf_hooks_add_cg(struct lf_hooks *hs, enum lf_hook_kind kind, uint64_t cg,
-		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+		     const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* Hooks that veto every connection (cgroup 0). */
 int lf_hooks_global(const struct lf_hooks *hs);
 /* Same kinds and descriptions, in order? */

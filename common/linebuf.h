@@ -59,4 +59,19 @@ struct lf_ctl_in_ops {
 int lf_ctl_in_feed(struct lf_ctl_in *in, const char *data, size_t len,
 		   const struct lf_ctl_in_ops *ops, void *ctx);
 
+/*
+ * The same one line at a time, as loopfastd takes it (one command per
+ * client per turn): push at most lf_ctl_in_room() bytes; lf_ctl_in_next
+ * hands out the first complete line and returns 1, or returns 0 when no
+ * line is complete, -E2BIG (once) when LF_CTL_LINE_MAX bytes hold no
+ * newline, or the callback's negative value. After -E2BIG, pushed input
+ * is dropped and no line is handed out.
+ */
+size_t lf_ctl_in_room(const struct lf_ctl_in *in);
+/* Would lf_ctl_in_next return non-zero (a line, or -E2BIG)? */
+int lf_ctl_in_pending(const struct lf_ctl_in *in);
+void lf_ctl_in_push(struct lf_ctl_in *in, const char *data, size_t len);
+int lf_ctl_in_next(struct lf_ctl_in *in, const struct lf_ctl_in_ops *ops,
+		   void *ctx);
+
 #endif /* LF_LINEBUF_H */

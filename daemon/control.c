@@ -31,6 +31,7 @@
 struct reply {
 	char *buf;
 	size_t len, cap;
+	int stream; /* the command answers in chunks: see conns_chunk */
 };
 
 static void reply_add(struct reply *r, const char *fmt, ...)
@@ -107,10 +108,11 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 	reply_add(r, "version %s\npid %d\nmode %s\nfilter-policy %s\n",
 		  LF_VERSION, getpid(), lf_mode_name(d->cfg.mode),
 		  d->opts.filter_ignore ? "ignore" : "respect");
-	reply_add(r,
-		  "veto %u\nveto-cgroups %u\ncgroup %s\npin-dir %s\nsocket %s\n",
-		  d->cfg.veto, d->cfg.veto_cgroups, d->opts.cgroup,
-		  d->opts.pin_dir, d->opts.socket);
+	reply_add(
+		r,
+		"veto %u\nveto-cgroups %u\ncgroup %s\npin-dir %s\nsocket %s\n",
+		d->cfg.veto, d->cfg.veto_cgroups, d->opts.cgroup,
+		d->opts.pin_dir, d->opts.socket);
 	reply_add(
 		r,
 		"sockhash-size %u\ndetour-limit %llu\nheartbeat-age-ms %llu\n",
@@ -120,16 +122,51 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 	return 0;
 }
 
-static int count_conns(struct lf_dp *dp)
-{
-	struct lf_key k, next, *prev = NULL;
-	int n = 0;
+#define CONNS_CHUNK 256
 
-	while (!bpf_map_get_next_key(dp->conns_fd, prev, &next)) {
-		k = next;
-		prev = &k;
-		n++;
-	}
+/*
+ * One batch of lf_conns from the cursor (*started 0: from the start).
+ * Entries into keys/vals, their number into *count; 1 after the last
+ * batch, 0 before it, or -errno.
+ */
+static int conns_batch(struct lf_dp *dp, __u32 *cursor, int *started,
+		       struct lf_key *keys, struct lf_conn *vals, __u32 *count)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, o);
+	__u32 out;
+	int err;
+
+	*count = CONNS_CHUNK;
+	err = bpf_map_lookup_batch(dp->conns_fd, *started ? cursor : NULL, &out,
+				   keys, vals, count, &o);
+	if (err && errno != ENOENT)
+		return -errno;
+	*cursor = out;
+	*started = 1;
+	return err ? 1 : 0;
+}
+
+static struct lf_key batch_keys[CONNS_CHUNK];
+static struct lf_conn batch_vals[CONNS_CHUNK];
+
+/* Live connection slots: counted at most once a second (a map walk). */
+static long count_conns(struct lf_dp *dp)
+{
+	static __u64 when;
+	static long n;
+	__u32 cursor = 0, count;
+	int started = 0, err;
+
+	if (when && now_ns() - when < 1000000000ULL)
+		return n;
+	n = 0;
+	do {
+		err = conns_batch(dp, &cursor, &started, batch_keys, batch_vals,
+				  &count);
+		if (err >= 0)
+			n += count;
+	} while (!err);
+	when = now_ns();
 	return n;
 }
 
@@ -145,7 +182,7 @@ static int cmd_stats(struct lf_daemon *d, const char *arg, struct reply *r)
 	for (i = 0; i < LF_ST_MAX; i++)
 		reply_add(r, "%s %llu\n", stat_names[i],
 			  (unsigned long long)v[i]);
-	reply_add(r, "conns-live %d\n", count_conns(&d->dp));
+	reply_add(r, "conns-live %ld\n", count_conns(&d->dp));
 	return 0;
 }
 
@@ -187,19 +224,13 @@ static const char *tcp_why_name(__u32 why)
 }
 
 /* "pid/comm" of the socket with this cookie, or "-". */
-static const char *owner_str(const struct lf_owners *ow, __u64 cookie,
-			     char *buf, size_t size)
+static const char *owner_str(__u64 cookie, char *buf, size_t size)
 {
-	const struct lf_owner *o = cookie ? lf_owners_find(ow, cookie) : NULL;
-
-	if (!o || !o->pid)
-		return "-";
-	snprintf(buf, size, "%d/%s", o->pid, o->comm);
-	return buf;
+	return lf_owners_name(cookie, buf, size) ? buf : "-";
 }
 
 static void conn_line(const struct lf_key *k, const struct lf_conn *c,
-		      const struct lf_owners *ow, struct reply *r)
+		      struct reply *r)
 {
 	char cl[80], sv[80], po[2][40];
 
@@ -207,8 +238,8 @@ static void conn_line(const struct lf_key *k, const struct lf_conn *c,
 	addr_str(k->raddr, k->rport, sv, sizeof(sv));
 	reply_add(r, "conn %s %s netns=%llu client=%s server=%s", cl, sv,
 		  (unsigned long long)k->netns,
-		  owner_str(ow, c->cookie[0], po[0], sizeof(po[0])),
-		  owner_str(ow, c->cookie[1], po[1], sizeof(po[1])));
+		  owner_str(c->cookie[0], po[0], sizeof(po[0])),
+		  owner_str(c->cookie[1], po[1], sizeof(po[1])));
 	reply_add(
 		r,
 		" state=%s redirected=%llu,%llu read=%llu,%llu backlog=%llu,%llu tcp=%u,%u why=%s,%s\n",
@@ -223,43 +254,13 @@ static void conn_line(const struct lf_key *k, const struct lf_conn *c,
 		tcp_why_name(c->why[1]));
 }
 
-/*
- * Socket owners, scanned at most once a second (a scan walks every fd of
- * every process), and not at all while no connection is live.
- */
-static const struct lf_owners *owners_get(struct lf_dp *dp)
-{
-	static struct lf_owners cache;
-	static __u64 when;
-	__u64 now = now_ns();
-	struct lf_key k;
-
-	if (bpf_map_get_next_key(dp->conns_fd, NULL, &k))
-		return &cache; /* nothing live: no owner to name */
-	if (when && now - when < 1000000000ULL)
-		return &cache;
-	lf_owners_free(&cache);
-	if (lf_owners_collect(&cache))
-		pr_debug("conns: socket owners unknown (sock_diag failed)");
-	when = now;
-	return &cache;
-}
-
+/* conns answers in chunks, as its client reads them (conns_chunk). */
 static int cmd_conns(struct lf_daemon *d, const char *arg, struct reply *r)
 {
-	struct lf_key k, next, *prev = NULL;
-	const struct lf_owners *ow = owners_get(&d->dp);
-	struct lf_conn c;
-
+	(void)d;
 	(void)arg;
-	while (!bpf_map_get_next_key(d->dp.conns_fd, prev, &next)) {
-		k = next;
-		prev = &k;
-		if (bpf_map_lookup_elem(d->dp.conns_fd, &k, &c))
-			continue;
-		if (c.state == LF_CONN_PAIRED || c.state == LF_CONN_PENDING)
-			conn_line(&k, &c, ow, r);
-	}
+	r->stream = 1;
+	lf_owners_want();
 	return 0;
 }
 
@@ -367,7 +368,9 @@ static void ctl_run(struct lf_daemon *d, uid_t uid, char *line, struct reply *r)
 	}
 	base = r->len;
 	err = cmd->fn(d, arg, r);
-	if (!err) {
+	if (!err && r->stream) {
+		/* OK comes with the last chunk */
+	} else if (!err) {
 		reply_add(r, "OK\n");
 	} else if (r->len > base) {
 		/* The command wrote its own message: make it FAIL's. */
@@ -422,7 +425,11 @@ int lf_ctl_listen(const char *path)
 /*
  * One client: what it sent so far, what is still to be written to it.
  * Sockets are non-blocking: a client that stops reading or sends half a
- * line holds only its own slot, and loses it after CLIENT_IDLE_NS.
+ * line holds only its own slot, and loses it after CLIENT_IDLE_NS. Each
+ * turn of the loop serves each client one command at most, or one chunk
+ * of a long answer, and only while less than CLIENT_OUT_PAUSE of its
+ * output waits: what one client sends cannot hold the loop, nor the
+ * heartbeat, nor the others.
  */
 struct lf_client {
 	int fd;
@@ -433,6 +440,10 @@ struct lf_client {
 	struct lf_ctl_in in; /* drops the input after an overlong line */
 	char *out;
 	size_t out_len, out_off;
+	int streaming; /* a conns answer is being written */
+	__u64 stream_ns; /* when it was asked for */
+	int batch_started;
+	__u32 batch; /* its lf_conns cursor */
 };
 
 #define CLIENT_IDLE_NS (10ULL * 1000000000ULL)
@@ -537,8 +548,16 @@ static int client_line(char *line, void *ctx)
 	int err;
 
 	ctl_run(lc->d, lc->c->uid, line, &r);
-	err = r.buf ? client_queue(lc->c, r.buf, r.len) : -ENOMEM;
+	if (r.stream && !r.len)
+		err = 0; /* all of it to come in chunks */
+	else
+		err = r.buf ? client_queue(lc->c, r.buf, r.len) : -ENOMEM;
 	free(r.buf);
+	if (!err && r.stream) {
+		lc->c->streaming = 1;
+		lc->c->batch_started = 0;
+		lc->c->stream_ns = now_ns();
+	}
 	return err;
 }
 
@@ -555,17 +574,15 @@ static const struct lf_ctl_in_ops client_in_ops = {
 	.nul = client_nul,
 };
 
-/* Read what a client sent and answer every complete line. */
-static int client_input(struct lf_daemon *d, struct lf_client *c)
+/* Read what a client sent, as much as its line buffer takes. */
+static int client_read(struct lf_client *c)
 {
-	static const char too_long[] =
-		"FAIL line too long (at most 4096 bytes)\n";
-	struct line_ctx lc = { d, c };
 	char buf[LF_CTL_LINE_MAX];
+	size_t room = lf_ctl_in_room(&c->in);
 	ssize_t n;
-	int err;
 
-	n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	n = recv(c->fd, buf, room < sizeof(buf) ? room : sizeof(buf),
+		 MSG_DONTWAIT);
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 	if (!n) {
@@ -573,7 +590,77 @@ static int client_input(struct lf_daemon *d, struct lf_client *c)
 		return 0;
 	}
 	c->last_ns = now_ns();
-	err = lf_ctl_in_feed(&c->in, buf, n, &client_in_ops, &lc);
+	lf_ctl_in_push(&c->in, buf, n);
+	return 0;
+}
+
+/* The next chunk of a conns answer into the client's queue. */
+static int conns_chunk(struct lf_daemon *d, struct lf_client *c)
+{
+	struct reply r = { 0 };
+	__u32 count, i;
+	int last, err;
+
+	last = conns_batch(&d->dp, &c->batch, &c->batch_started, batch_keys,
+			   batch_vals, &count);
+	if (last < 0) {
+		reply_add(&r, "FAIL conns: %s\n", strerror(-last));
+		count = 0;
+	}
+	for (i = 0; i < count; i++)
+		if (batch_vals[i].state == LF_CONN_PAIRED ||
+		    batch_vals[i].state == LF_CONN_PENDING)
+			conn_line(&batch_keys[i], &batch_vals[i], &r);
+	if (last > 0)
+		reply_add(&r, "OK\n");
+	if (last)
+		c->streaming = 0;
+	err = r.len ? client_queue(c, r.buf, r.len) : 0;
+	free(r.buf);
+	return err;
+}
+
+#define OWNERS_WAIT_NS (300ULL * 1000000ULL)
+#define OWNERS_POLL_MS 10
+
+/*
+ * A conns answer waits up to OWNERS_WAIT_NS for the first owners scan, so
+ * that the first conns after start names them too (later ones use the
+ * last scan); past that it goes without.
+ */
+static int stream_waits(const struct lf_client *c)
+{
+	return c->streaming && !c->batch_started &&
+	       now_ns() - c->stream_ns < OWNERS_WAIT_NS &&
+	       lf_owners_first_pending();
+}
+
+/* Is the client's output small enough to make more of it? */
+static int client_may_work(const struct lf_client *c)
+{
+	return c->out_len - c->out_off <= CLIENT_OUT_PAUSE;
+}
+
+/* Work the loop must not wait for: a chunk or a command, ready to go. */
+static int client_ready(const struct lf_client *c)
+{
+	return client_may_work(c) && !stream_waits(c) &&
+	       (c->streaming || lf_ctl_in_pending(&c->in));
+}
+
+/* One chunk of a long answer, or one command, if output allows. */
+static int client_work(struct lf_daemon *d, struct lf_client *c)
+{
+	static const char too_long[] =
+		"FAIL line too long (at most 4096 bytes)\n";
+	struct line_ctx lc = { d, c };
+	int err;
+
+	if (!client_may_work(c) || stream_waits(c))
+		return 0;
+	if (c->streaming)
+		return conns_chunk(d, c);
+	err = lf_ctl_in_next(&c->in, &client_in_ops, &lc);
 	if (err == -E2BIG) {
 		/*
 		 * Say why, then end our side; what the client still sends
@@ -582,14 +669,16 @@ static int client_input(struct lf_daemon *d, struct lf_client *c)
 		c->discard = 1;
 		return client_queue(c, too_long, sizeof(too_long) - 1);
 	}
-	return err;
+	if (err > 0)
+		c->last_ns = now_ns();
+	return err < 0 ? err : 0;
 }
 
-void lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n)
+int lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n)
 {
 	struct pollfd *p = pfds;
 	struct lf_client *c;
-	int i;
+	int i, wait = -1;
 
 	for (i = 0; i < LF_CTL_MAX_CLIENTS; i++) {
 		c = d->clients[i];
@@ -597,14 +686,19 @@ void lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n)
 			continue;
 		p[*n].fd = c->fd;
 		/* A client that does not read its answers is not read. */
-		p[*n].events = (c->closing || c->out_len - c->out_off >
-							CLIENT_OUT_PAUSE ?
-					0 :
-					POLLIN) |
+		p[*n].events = (!c->closing && client_may_work(c) &&
+						lf_ctl_in_room(&c->in) ?
+					POLLIN :
+					0) |
 			       (c->out_len > c->out_off ? POLLOUT : 0);
 		p[*n].revents = 0;
+		if (client_ready(c))
+			wait = 0;
+		else if (stream_waits(c) && wait)
+			wait = OWNERS_POLL_MS;
 		(*n)++;
 	}
+	return wait;
 }
 
 static int client_pollfd(void *pfds, int n, int fd)
@@ -618,7 +712,16 @@ static int client_pollfd(void *pfds, int n, int fd)
 	return 0;
 }
 
-/* Serve every client that is ready; drop the gone, done and idle. */
+/* Done with a client: an error, its answers out after EOF, or idle. */
+static int client_done(const struct lf_client *c, int err, __u64 now)
+{
+	return err ||
+	       (c->closing && !c->streaming && !lf_ctl_in_pending(&c->in) &&
+		c->out_len == c->out_off) ||
+	       c->last_ns + CLIENT_IDLE_NS < now;
+}
+
+/* Serve every client once; drop the gone, done and idle. */
 void lf_ctl_handle(struct lf_daemon *d, void *pfds, int n)
 {
 	__u64 now = now_ns();
@@ -632,16 +735,17 @@ void lf_ctl_handle(struct lf_daemon *d, void *pfds, int n)
 		ev = client_pollfd(pfds, n, c->fd);
 		err = 0;
 		if (ev & (POLLIN | POLLHUP | POLLERR) && !c->closing &&
-		    c->out_len - c->out_off <= CLIENT_OUT_PAUSE)
-			err = client_input(d, c);
+		    client_may_work(c) && lf_ctl_in_room(&c->in))
+			err = client_read(c);
+		if (!err)
+			err = client_work(d, c);
 		if (!err)
 			err = client_flush(c);
 		if (!err && c->discard == 1 && c->out_len == c->out_off) {
 			shutdown(c->fd, SHUT_WR);
 			c->discard = 2;
 		}
-		if (err || (c->closing && c->out_len == c->out_off) ||
-		    c->last_ns + CLIENT_IDLE_NS < now)
+		if (client_done(c, err, now))
 			client_close(d, i);
 	}
 }

@@ -392,8 +392,7 @@ int lf_dp_veto_cg_write(struct lf_dp *dp, const uint64_t *ids, int n)
 	if (dp->veto_cg_fd < 0)
 		return -EOPNOTSUPP;
 	for (i = 0; i < n; i++)
-		if (bpf_map_update_elem(dp->veto_cg_fd, &ids[i], &one,
-					BPF_ANY))
+		if (bpf_map_update_elem(dp->veto_cg_fd, &ids[i], &one, BPF_ANY))
 			err = -errno;
 	more = !bpf_map_get_next_key(dp->veto_cg_fd, NULL, &key);
 	while (more) {

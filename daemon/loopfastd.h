@@ -62,7 +62,11 @@ int lf_dp_unload(const char *pin_dir);
 struct lf_daemon;
 int lf_ctl_listen(const char *path);
 void lf_ctl_serve(struct lf_daemon *d, int lfd);
-void lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n);
+/*
+ * Adds the clients' pollfds; returns how long the loop may wait for them
+ * in ms: 0 when one has work ready now, -1 for as long as it likes.
+ */
+int lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n);
 void lf_ctl_handle(struct lf_daemon *d, void *pfds, int n);
 void lf_ctl_close_all(struct lf_daemon *d);
 
@@ -83,7 +87,6 @@ struct lf_daemon {
 	struct lf_watch *watch;
 };
 
-
 /* owners.c: who holds the sockets of the fast connections */
 struct lf_owner {
 	__u64 cookie;
@@ -100,6 +103,12 @@ struct lf_owners {
 int lf_owners_collect(struct lf_owners *ow);
 const struct lf_owner *lf_owners_find(const struct lf_owners *ow, __u64 cookie);
 void lf_owners_free(struct lf_owners *ow);
+/* Ask for a fresh scan (at most one a second, in a thread of its own). */
+void lf_owners_want(void);
+/* Is the first scan still running (nothing to name owners with yet)? */
+int lf_owners_first_pending(void);
+/* "pid/comm" of the socket with this cookie from the last scan: 1, or 0. */
+int lf_owners_name(__u64 cookie, char *buf, size_t size);
 
 /* netlink.c */
 struct nlmsghdr;

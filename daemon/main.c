@@ -584,7 +584,7 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 	struct pollfd pfds[4 + LF_CTL_MAX_CLIENTS];
 	int wfds[2], nw, i, changed;
 	__u64 next = 0, now;
-	int n, timeout;
+	int n, timeout, wait;
 
 	while (!d->quit) {
 		now = monotonic_ns();
@@ -599,8 +599,11 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 		for (i = 0; i < nw; i++)
 			pfds[n++] = (struct pollfd){ .fd = wfds[i],
 						     .events = POLLIN };
-		lf_ctl_poll_fds(d, pfds, &n);
-		timeout = (next - now) / 1000000 + 1;
+		/* Clients with work ready: look at the fds, do not wait. */
+		timeout = (int)((next - now) / 1000000 + 1);
+		wait = lf_ctl_poll_fds(d, pfds, &n);
+		if (wait >= 0 && wait < timeout)
+			timeout = wait;
 		if (poll(pfds, n, timeout) < 0 && errno != EINTR)
 			return -errno;
 		if (pfds[0].revents)

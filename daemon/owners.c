@@ -5,10 +5,17 @@
  * inode in this network namespace, /proc/<pid>/fd links give the inode's
  * owners. Best effort: sockets in other namespaces, or of processes that
  * exit meanwhile, stay unknown.
+ *
+ * A scan walks every fd of every process: with 100,000 sockets it takes
+ * seconds. It runs in a thread of its own, at most once a second and only
+ * while someone asks; the loop reads the last finished scan and never
+ * waits for one.
  */
 #include <sys/socket.h>
 
 #include <ctype.h>
+#include <pthread.h>
+#include <time.h>
 #include <dirent.h>
 #include <errno.h>
 #include <linux/inet_diag.h>
@@ -145,6 +152,13 @@ static void owners_resolve(struct lf_owners *ow)
 	closedir(pd);
 }
 
+static int by_cookie(const void *a, const void *b)
+{
+	const struct lf_owner *x = a, *y = b;
+
+	return x->cookie < y->cookie ? -1 : x->cookie > y->cookie;
+}
+
 int lf_owners_collect(struct lf_owners *ow)
 {
 	int err;
@@ -155,21 +169,105 @@ int lf_owners_collect(struct lf_owners *ow)
 		err = diag_dump(ow, AF_INET6);
 	if (!err)
 		owners_resolve(ow);
+	if (ow->n)
+		qsort(ow->v, ow->n, sizeof(ow->v[0]), by_cookie);
 	return err;
 }
 
+/* Sorted by cookie once collected: a lookup is a binary search. */
 const struct lf_owner *lf_owners_find(const struct lf_owners *ow, __u64 cookie)
 {
-	size_t i;
+	struct lf_owner key = { .cookie = cookie };
 
-	for (i = 0; i < ow->n; i++)
-		if (ow->v[i].cookie == cookie)
-			return &ow->v[i];
-	return NULL;
+	if (!ow->n)
+		return NULL;
+	return bsearch(&key, ow->v, ow->n, sizeof(ow->v[0]), by_cookie);
 }
 
 void lf_owners_free(struct lf_owners *ow)
 {
 	free(ow->v);
 	memset(ow, 0, sizeof(*ow));
+}
+
+/* The last finished scan, and whether one runs; loop and scanner share it. */
+static struct {
+	pthread_mutex_t lock;
+	struct lf_owners cur;
+	__u64 done_ns; /* when cur was finished, 0: never */
+	int running;
+} scans = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static __u64 mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static void *scan_thread(void *arg)
+{
+	struct lf_owners fresh, old;
+
+	(void)arg;
+	if (lf_owners_collect(&fresh))
+		memset(&fresh, 0, sizeof(fresh));
+	pthread_mutex_lock(&scans.lock);
+	old = scans.cur;
+	scans.cur = fresh;
+	scans.done_ns = mono_ns();
+	scans.running = 0;
+	pthread_mutex_unlock(&scans.lock);
+	lf_owners_free(&old);
+	return NULL;
+}
+
+void lf_owners_want(void)
+{
+	pthread_attr_t attr;
+	pthread_t th;
+	int start;
+
+	pthread_mutex_lock(&scans.lock);
+	start = !scans.running &&
+		(!scans.done_ns || mono_ns() - scans.done_ns > 1000000000ULL);
+	if (start)
+		scans.running = 1;
+	pthread_mutex_unlock(&scans.lock);
+	if (!start)
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, scan_thread, NULL)) {
+		pthread_mutex_lock(&scans.lock);
+		scans.running = 0;
+		pthread_mutex_unlock(&scans.lock);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+int lf_owners_first_pending(void)
+{
+	int pending;
+
+	pthread_mutex_lock(&scans.lock);
+	pending = scans.running && !scans.done_ns;
+	pthread_mutex_unlock(&scans.lock);
+	return pending;
+}
+
+int lf_owners_name(__u64 cookie, char *buf, size_t size)
+{
+	const struct lf_owner *o;
+	int found = 0;
+
+	pthread_mutex_lock(&scans.lock);
+	o = cookie ? lf_owners_find(&scans.cur, cookie) : NULL;
+	if (o && o->pid) {
+		snprintf(buf, size, "%d/%s", o->pid, o->comm);
+		found = 1;
+	}
+	pthread_mutex_unlock(&scans.lock);
+	return found;
 }

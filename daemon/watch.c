@@ -360,8 +360,8 @@ static void watch_tc(struct lf_hooks *hs, int ifindex)
 	char where[48];
 	int i, type;
 
-	tc_dump_filters(hs, ifindex,
-			TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), "ingress");
+	tc_dump_filters(hs, ifindex, TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS),
+			"ingress");
 	tc_dump_filters(hs, ifindex, TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS),
 			"egress");
 	for (type = RTM_GETQDISC; type <= RTM_GETTCLASS;
@@ -433,8 +433,7 @@ static void watch_xdp(struct lf_hooks *hs, int ifindex)
 }
 
 /* The vetoing programs attached to one cgroup itself, as its hooks. */
-static int cg_own_progs(struct lf_hooks *hs, int fd, __u64 id,
-			const char *path)
+static int cg_own_progs(struct lf_hooks *hs, int fd, __u64 id, const char *path)
 {
 	int type, n = 0;
 
@@ -477,7 +476,8 @@ static void cg_walk(struct lf_hooks *hs, int dfd, char *path, size_t cap,
 	while ((de = readdir(d))) {
 		if (de->d_type != DT_DIR || de->d_name[0] == '.')
 			continue;
-		fd = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = openat(dfd, de->d_name,
+			    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
 		if (!fstat(fd, &st) &&

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * ctl_client.c - libFuzzer target: a control client's input as loopfastd
- * takes it (lf_ctl_in_feed), cut into reads of random sizes: pipelined
+ * takes it (lf_ctl_in_push, then lf_ctl_in_next a line or a few at a
+ * time), cut into reads of random sizes: pipelined
  * commands in one read, lines split across reads, overlong lines, NUL
  * bytes. What it hands out must be what a one-shot split of the same
  * bytes (below, written independently) gives, in the same order.
@@ -120,27 +121,50 @@ static size_t read_size(uint32_t *seed)
 	return 1 + (r >> 3) % (LF_CTL_LINE_MAX + 64);
 }
 
-/* Feed the input in random reads, as the daemon does; its result. */
+/* Hand out up to max lines (max < 0: all there are); 0 or the error. */
+static int take_lines(struct lf_ctl_in *in, struct expect *x, int max, int *ret)
+{
+	int err;
+
+	while (max--) {
+		err = lf_ctl_in_next(in, &ops, x);
+		if (err == -ECANCELED)
+			return err; /* the daemon drops such a client */
+		assert(err >= 0 || err == -E2BIG);
+		if (err == -E2BIG) {
+			assert(!*ret); /* overlong is reported once */
+			*ret = err;
+		}
+		if (err <= 0)
+			break;
+	}
+	return 0;
+}
+
+/*
+ * Feed the input as the daemon takes it: each turn, a read of a random
+ * size into the room there is, then a few lines at most (one command per
+ * client per turn); at the end, every line left. Its result.
+ */
 static int feed_all(struct lf_ctl_in *in, struct expect *x, const char *data,
 		    size_t size, uint32_t seed)
 {
-	size_t off = 0, n;
-	int err, ret = 0;
+	size_t off = 0, n, room;
+	int ret = 0;
 
 	while (off < size) {
 		n = read_size(&seed);
-		if (n > size - off)
-			n = size - off;
-		err = lf_ctl_in_feed(in, data + off, n, &ops, x);
+		room = lf_ctl_in_room(in);
+		n = n < room ? n : room;
+		n = n < size - off ? n : size - off;
+		lf_ctl_in_push(in, data + off, n);
 		off += n;
-		if (err == -ECANCELED)
-			return err; /* the daemon drops such a client */
-		assert(!err || err == -E2BIG);
-		assert(!err || !ret); /* overlong is reported once */
-		if (err)
-			ret = err;
+		if (take_lines(in, x, 1 + (seed >> 8) % 3, &ret))
+			return -ECANCELED;
 		assert(in->lb.len <= LF_CTL_LINE_MAX + 1);
 	}
+	if (take_lines(in, x, -1, &ret))
+		return -ECANCELED;
 	return ret;
 }
 

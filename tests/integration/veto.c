@@ -219,18 +219,20 @@ Test(veto, nftables_inet_ingress_on_lo)
 
 static int htb_add(void)
 {
-	return lf_sh("tc qdisc add dev lo root handle 1: htb default 1 && "
-		     "tc class add dev lo parent 1: classid 1:1 htb rate "
-		     "100gbit quantum 60000 && tc filter add dev lo parent 1: protocol ip "
-		     "prio 1 u32 match u32 0 0 flowid 1:1");
+	return lf_sh(
+		"tc qdisc add dev lo root handle 1: htb default 1 && "
+		"tc class add dev lo parent 1: classid 1:1 htb rate "
+		"100gbit quantum 60000 && tc filter add dev lo parent 1: protocol ip "
+		"prio 1 u32 match u32 0 0 flowid 1:1");
 }
 
 static int htb_class_add(void)
 {
-	return lf_sh("tc qdisc add dev lo root handle 1: htb default 1 && "
-		     "tc class add dev lo parent 1: classid 1:1 htb rate "
-		     "100gbit quantum 60000 && tc filter add dev lo parent 1:1 protocol ip "
-		     "prio 1 u32 match u32 0 0 flowid 1:1");
+	return lf_sh(
+		"tc qdisc add dev lo root handle 1: htb default 1 && "
+		"tc class add dev lo parent 1: classid 1:1 htb rate "
+		"100gbit quantum 60000 && tc filter add dev lo parent 1:1 protocol ip "
+		"prio 1 u32 match u32 0 0 flowid 1:1");
 }
 
 static int htb_del(void)
@@ -295,8 +297,7 @@ static void cg_sub(char *out, const char *dir, const char *name)
 /* Move this process into the cgroup dir. */
 static void cg_join(const char *dir)
 {
-	cr_assert(lf_sh("echo %d > '%s/cgroup.procs'", (int)getpid(), dir) ==
-			  0,
+	cr_assert(lf_sh("echo %d > '%s/cgroup.procs'", (int)getpid(), dir) == 0,
 		  "cannot move into %s", dir);
 }
 
@@ -356,8 +357,8 @@ static int veto_cg_wait(int want)
  */
 Test(veto, cgroup_program_three_levels_down)
 {
-	char slice[PATH_MAX], unit[PATH_MAX], worker[PATH_MAX],
-		inner[PATH_MAX], other[PATH_MAX];
+	char slice[PATH_MAX], unit[PATH_MAX], worker[PATH_MAX], inner[PATH_MAX],
+		other[PATH_MAX];
 	int ms_on, ms_off;
 
 	start();
@@ -381,12 +382,13 @@ Test(veto, cgroup_program_three_levels_down)
 	status_has("/system.slice/db.service/worker");
 	status_has("vetoes that cgroup's sockets only");
 	cr_assert(pair_in(worker) == 0, "a pair in the vetoed cgroup is fast");
-	cr_assert(pair_in(inner) == 0, "a pair below the vetoed cgroup is fast");
+	cr_assert(pair_in(inner) == 0,
+		  "a pair below the vetoed cgroup is fast");
 	cr_assert(cross_pair_in(worker) == 0,
 		  "a pair whose client is in the vetoed cgroup is fast");
 	cr_assert(pair_in(other) == 1, "a sibling's pair is not fast");
 	cr_assert(pair_in(env.cgroup) == 1, "the served cgroup's pair is not "
-					     "fast");
+					    "fast");
 
 	cr_assert(lf_filter_hook_remove_at(worker, cg_prog) == 0);
 	cg_prog = -1;
