@@ -18,7 +18,7 @@
 #	VM_SUITES	test binaries of BUILD_DIR/tests to run in each VM,
 #			space or comma separated (scripts/run-tests.sh --only).
 #			Default: it-data it-detour it-release it-shim
-#			it-integrity, and
+#			it-integrity, it-veto, and
 #			torture when BUILD_DIR/tests/torture exists.
 #	VM_TIMEOUT	seconds one VM may take, boot to power off (900).
 #	VM_ENV		NAME=VALUE words exported to the tests in the VM.
@@ -306,7 +306,7 @@ choose_suites()
 	if [[ -n ${VM_SUITES:-} ]]; then
 		SUITES=${VM_SUITES//,/ }
 	else
-		SUITES="it-data it-detour it-release it-shim it-integrity"
+		SUITES="it-data it-detour it-release it-shim it-integrity it-veto"
 		[[ -x $BUILD/tests/torture ]] && SUITES+=" torture"
 	fi
 	for s in $SUITES; do
