@@ -285,25 +285,33 @@ static void tc_filter_msg(struct nlmsghdr *nh, void *ctx)
 		     kind, t->dir, tm->tcm_handle);
 }
 
-/* The filters of one block of lo: a clsact side, a qdisc or a class. */
-static void tc_dump_filters(struct lf_hooks *hs, int ifindex, __u32 parent,
-			    const char *dir)
+/* One rtnetlink tc dump (qdiscs, classes, filters) of a device. */
+static void tc_dump(int type, int ifindex, __u32 parent, lf_nl_msg_fn fn,
+		    void *ctx)
 {
 	struct {
 		struct nlmsghdr nh;
 		struct tcmsg tm;
 	} req;
-	struct tc_ctx t = { .hs = hs, .dir = dir };
 
 	memset(&req, 0, sizeof(req));
 	req.nh.nlmsg_len = sizeof(req);
-	req.nh.nlmsg_type = RTM_GETTFILTER;
+	req.nh.nlmsg_type = type;
 	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	req.nh.nlmsg_seq = 1;
 	req.tm.tcm_family = AF_UNSPEC;
 	req.tm.tcm_ifindex = ifindex;
 	req.tm.tcm_parent = parent;
-	lf_nl_dump(NETLINK_ROUTE, &req, sizeof(req), tc_filter_msg, &t);
+	lf_nl_dump(NETLINK_ROUTE, &req, sizeof(req), fn, ctx);
+}
+
+/* The filters of one block of lo: a clsact side, a qdisc or a class. */
+static void tc_dump_filters(struct lf_hooks *hs, int ifindex, __u32 parent,
+			    const char *dir)
+{
+	struct tc_ctx t = { .hs = hs, .dir = dir };
+
+	tc_dump(RTM_GETTFILTER, ifindex, parent, tc_filter_msg, &t);
 	if (t.heads && !t.filters)
 		lf_hooks_add(hs, LF_HOOK_TC, "%s filter on lo %s", t.kind,
 			     t.dir);
@@ -332,21 +340,9 @@ static void tc_handle_msg(struct nlmsghdr *nh, void *ctx)
 
 static void tc_handles(int ifindex, int type, struct tc_handles *th)
 {
-	struct {
-		struct nlmsghdr nh;
-		struct tcmsg tm;
-	} req;
-
-	memset(&req, 0, sizeof(req));
 	memset(th, 0, sizeof(*th));
 	th->ifindex = ifindex;
-	req.nh.nlmsg_len = sizeof(req);
-	req.nh.nlmsg_type = type;
-	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	req.nh.nlmsg_seq = 1;
-	req.tm.tcm_family = AF_UNSPEC;
-	req.tm.tcm_ifindex = ifindex;
-	lf_nl_dump(NETLINK_ROUTE, &req, sizeof(req), tc_handle_msg, th);
+	tc_dump(type, ifindex, 0, tc_handle_msg, th);
 }
 
 /*

@@ -217,22 +217,24 @@ Test(veto, nftables_inet_ingress_on_lo)
 		    "device lo");
 }
 
+/* An htb root with one class, and a u32 filter on the given parent. */
+static int htb_add_at(const char *parent)
+{
+	return lf_sh("tc qdisc add dev lo root handle 1: htb default 1 && "
+		     "tc class add dev lo parent 1: classid 1:1 htb rate "
+		     "100gbit quantum 60000 && tc filter add dev lo parent %s "
+		     "protocol ip prio 1 u32 match u32 0 0 flowid 1:1",
+		     parent);
+}
+
 static int htb_add(void)
 {
-	return lf_sh(
-		"tc qdisc add dev lo root handle 1: htb default 1 && "
-		"tc class add dev lo parent 1: classid 1:1 htb rate "
-		"100gbit quantum 60000 && tc filter add dev lo parent 1: protocol ip "
-		"prio 1 u32 match u32 0 0 flowid 1:1");
+	return htb_add_at("1:");
 }
 
 static int htb_class_add(void)
 {
-	return lf_sh(
-		"tc qdisc add dev lo root handle 1: htb default 1 && "
-		"tc class add dev lo parent 1: classid 1:1 htb rate "
-		"100gbit quantum 60000 && tc filter add dev lo parent 1:1 protocol ip "
-		"prio 1 u32 match u32 0 0 flowid 1:1");
+	return htb_add_at("1:1");
 }
 
 static int htb_del(void)
