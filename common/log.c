@@ -1,23 +1,32 @@
 // SPDX-License-Identifier: MIT
 /*
  * log.c - one logger: stderr, one line per message. Under systemd
- * (journald) each line starts with "<N>", the syslog priority.
+ * (journald) each line starts with "<N>", the syslog priority. A daemon
+ * that left its terminal logs to syslog instead.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "log.h"
 
 static const char *log_ident = "loopfast";
 static enum lf_log_level log_max = LF_LOG_INFO;
 static int log_prefix;
+static int log_syslog;
 
 void lf_log_setup(const char *ident, enum lf_log_level level, int prefix)
 {
 	log_ident = ident;
 	log_max = level;
 	log_prefix = prefix;
+}
+
+void lf_log_to_syslog(void)
+{
+	openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	log_syslog = 1;
 }
 
 void lf_log_raise(void)
@@ -68,7 +77,9 @@ void lf_log(enum lf_log_level level, const char *fmt, ...)
 	n = strlen(buf);
 	while (n && buf[n - 1] == '\n')
 		buf[--n] = '\0';
-	if (log_prefix)
+	if (log_syslog)
+		syslog((int)level, "%s", buf);
+	else if (log_prefix)
 		fprintf(stderr, "<%d>%s\n", level, buf);
 	else
 		fprintf(stderr, "%s: %s\n", log_ident, buf);

@@ -12,6 +12,8 @@ enum lf_log_level {
 
 /* Messages above level are dropped; prefix adds journald's "<N>" marks. */
 void lf_log_setup(const char *ident, enum lf_log_level level, int prefix);
+/* From now on to syslog (LOG_DAEMON): for a daemon without a terminal. */
+void lf_log_to_syslog(void);
 void lf_log_raise(void);
 enum lf_log_level lf_log_level(void);
 void lf_log_set_level(enum lf_log_level level);

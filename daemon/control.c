@@ -384,6 +384,38 @@ static void ctl_run(struct lf_daemon *d, uid_t uid, char *line, struct reply *r)
 	}
 }
 
+/*
+ * May path be taken over? Nothing there, or a socket nobody answers on (a
+ * leftover). A live daemon, even one whose backlog is full, or a file of
+ * another kind, is not replaced. 0 or -errno, the reason said.
+ */
+static int ctl_path_free(const char *path, const struct sockaddr_un *sun)
+{
+	struct stat st;
+	int fd, err = 0;
+
+	if (lstat(path, &st))
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode)) {
+		pr_err("'%s' exists and is not a socket; remove it or pass another --socket",
+		       path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (!connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) ||
+	    errno != ECONNREFUSED) {
+		pr_err("another loopfastd answers on '%s'; stop it or pass another --socket",
+		       path);
+		err = -EADDRINUSE;
+	}
+	close(fd);
+	if (!err)
+		unlink(path);
+	return err;
+}
+
 int lf_ctl_listen(const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -397,23 +429,14 @@ int lf_ctl_listen(const char *path)
 	strcpy(sun.sun_path, path);
 	snprintf(dir, sizeof(dir), "%s", path);
 	lf_mkdir_p(dirname(dir), 0755);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	/* A socket file nobody answers on is a leftover: replace it. */
-	if (!connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-		pr_err("another loopfastd answers on '%s'; stop it or pass another --socket",
-		       path);
-		close(fd);
-		return -EADDRINUSE;
-	}
-	unlink(path);
-	close(fd);
+	err = ctl_path_free(path, &sun);
+	if (err)
+		return err;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
-	    chmod(path, 0600) || listen(fd, 16)) {
+	    chmod(path, 0600) || listen(fd, 64)) {
 		err = -errno;
 		pr_err("control socket '%s': %s", path, strerror(-err));
 		close(fd);

@@ -44,6 +44,8 @@ struct lf_dp {
 /* sys.c */
 int lf_cgroup2_root(char *buf, size_t size);
 int lf_bpffs_ensure(const char *pin_dir);
+int lf_pin_dir_lock(const char *pin_dir);
+int lf_pin_dir_unloadable(const char *pin_dir);
 int lf_mkdir_p(const char *path, unsigned int mode);
 const char *lf_mode_name(int mode);
 int lf_mode_parse(const char *s);

@@ -660,8 +660,29 @@ static int daemonize(int *ready_fd)
 	}
 	close(pfd[0]);
 	setsid();
+	if (chdir("/"))
+		pr_warn("chdir /: %s", strerror(errno));
 	*ready_fd = pfd[1];
 	return 0;
+}
+
+/*
+ * The daemon is up and on its own: let go of the caller's terminal and
+ * pipes (`x=$(loopfastd ...)` returns), and log to syslog from now on.
+ * Errors before this point went to the caller's stderr.
+ */
+static void detach_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	lf_log_to_syslog();
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	dup2(fd, STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
 }
 
 static void ready_report(int *ready_fd, int status)
@@ -670,6 +691,8 @@ static void ready_report(int *ready_fd, int status)
 
 	if (*ready_fd < 0)
 		return;
+	if (!status)
+		detach_stdio();
 	if (write(*ready_fd, &c, 1) != 1)
 		pr_warn("tell the parent about readiness: %s", strerror(errno));
 	close(*ready_fd);
@@ -702,13 +725,40 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt,
 	return 0;
 }
 
+/*
+ * What makes this instance one of its own, taken before anything is
+ * attached: signals (a SIGTERM during start-up ends the start, not the
+ * process midway), the pin dir's lock and the control socket. A second
+ * daemon on either fails here and leaves nothing behind.
+ */
+static int daemon_claim(struct lf_daemon *d, int *sfd, int *lock_fd)
+{
+	int err;
+
+	*sfd = signals_open();
+	*lock_fd = lf_pin_dir_lock(d->opts.pin_dir);
+	if (*lock_fd < 0)
+		return *lock_fd;
+	d->ctl_fd = lf_ctl_listen(d->opts.socket);
+	if (d->ctl_fd < 0) {
+		err = d->ctl_fd;
+		close(*lock_fd);
+		rmdir(d->opts.pin_dir); /* made for the lock, if empty */
+		return err;
+	}
+	return 0;
+}
+
 static int daemon_run(struct lf_daemon *d, int *ready_fd)
 {
-	int sfd, err;
+	int sfd, lock_fd, err;
 
-	err = lf_dp_open(&d->dp, &d->opts);
+	err = daemon_claim(d, &sfd, &lock_fd);
 	if (err)
 		return err;
+	err = lf_dp_open(&d->dp, &d->opts);
+	if (err)
+		goto out_claim;
 	d->cfg.mode = d->opts.mode;
 	d->cfg.detour_limit = d->opts.detour_limit;
 	d->cfg.release_run = d->opts.release_run;
@@ -720,12 +770,6 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 		err = lf_dp_attach(&d->dp, &d->opts);
 	if (err)
 		goto out_dp;
-	d->ctl_fd = lf_ctl_listen(d->opts.socket);
-	if (d->ctl_fd < 0) {
-		err = d->ctl_fd;
-		goto out_dp;
-	}
-	sfd = signals_open();
 	pr_info("ready: mode %s, cgroup %s, control socket %s",
 		lf_mode_name(d->cfg.mode), d->opts.cgroup, d->opts.socket);
 	ready_report(ready_fd, 0);
@@ -733,9 +777,6 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 	err = daemon_loop(d, sfd);
 	sd_notify_msg("STOPPING=1");
 	lf_ctl_close_all(d);
-	close(sfd);
-	close(d->ctl_fd);
-	unlink(d->opts.socket);
 out_dp:
 	lf_watch_close(d->watch);
 	d->watch = NULL;
@@ -744,6 +785,11 @@ out_dp:
 		err = lf_dp_unload(d->opts.pin_dir);
 		pr_info("data path unloaded; connections already fast stay fast until they close");
 	}
+out_claim:
+	close(sfd);
+	close(d->ctl_fd);
+	unlink(d->opts.socket);
+	close(lock_fd);
 	return err;
 }
 
@@ -763,8 +809,13 @@ int main(int argc, char **argv)
 		return err < 0 ? 2 : 0;
 	}
 	libbpf_set_print(libbpf_log);
-	if (d.opts.unload)
+	if (d.opts.unload) {
+		if (access(d.opts.pin_dir, F_OK))
+			return 0; /* nothing pinned there */
+		if (lf_pin_dir_unloadable(d.opts.pin_dir))
+			return 1;
 		return lf_dp_unload(d.opts.pin_dir) ? 1 : 0;
+	}
 	if (opts_resolve(&d.opts))
 		return 1;
 	if (!d.opts.foreground && daemonize(&ready_fd))

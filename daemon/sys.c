@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT
 /* sys.c - what loopfastd needs from the system: cgroup2, bpffs, dirs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <mntent.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 #include <linux/magic.h>
 
 #include "log.h"
@@ -122,7 +125,66 @@ int lf_bpffs_ensure(const char *pin_dir)
 		pr_info("mounted bpffs on /sys/fs/bpf");
 	}
 	err = lf_mkdir_p(pin_dir, 0700);
-	if (err)
+	if (err == -EPERM && strchr(pin_dir + strlen(parent), '.'))
+		pr_err("create pin dir '%s': bpffs refuses names with a dot; choose one without",
+		       pin_dir);
+	else if (err)
 		pr_err("create pin dir '%s': %s", pin_dir, strerror(-err));
 	return err;
+}
+
+/*
+ * One loopfastd per pin dir: an exclusive flock on the pin dir itself,
+ * held for the daemon's life (the kernel drops it with the process). The
+ * fd, or -errno: -EBUSY when another loopfastd holds it.
+ */
+int lf_pin_dir_lock(const char *pin_dir)
+{
+	int fd, err;
+
+	err = lf_bpffs_ensure(pin_dir);
+	if (err)
+		return err;
+	fd = open(pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		pr_err("open pin dir '%s': %s", pin_dir, strerror(-err));
+		return err;
+	}
+	if (!flock(fd, LOCK_EX | LOCK_NB))
+		return fd;
+	err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	close(fd);
+	if (err == -EBUSY)
+		pr_err("another loopfastd uses pin dir '%s'; stop it, or choose another --pin-dir",
+		       pin_dir);
+	else
+		pr_err("lock pin dir '%s': %s", pin_dir, strerror(-err));
+	return err;
+}
+
+/*
+ * `--unload`: only a pin dir on bpffs that no running loopfastd holds.
+ * 0, or -errno with the reason said.
+ */
+int lf_pin_dir_unloadable(const char *pin_dir)
+{
+	int fd;
+
+	if (!is_bpffs(pin_dir)) {
+		pr_err("'%s' is not a pin dir on a bpf filesystem: nothing to unload",
+		       pin_dir);
+		return -EINVAL;
+	}
+	fd = open(pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		close(fd);
+		pr_err("a running loopfastd uses pin dir '%s': stop it first, or ask it with 'loopfastctl unload'",
+		       pin_dir);
+		return -EBUSY;
+	}
+	close(fd);
+	return 0;
 }
