@@ -37,6 +37,13 @@ enum lf_mode {
 #define LF_DEFAULT_RELEASE_RUN 64
 #define LF_SMALL_SEND (32U << 10)
 
+/*
+ * The layout of the pinned maps (keys, values, counters), pinned with
+ * them in lf_layout: a loopfastd adopts only pins of its own layout.
+ * Bump it with any change to a pinned map's key or value.
+ */
+#define LF_LAYOUT 3
+
 /* The single entry of the lf_config array map; loopfastd is its only writer. */
 struct lf_config {
 	__u32 mode; /* enum lf_mode */

@@ -4,7 +4,7 @@
  * BPF links, pin links and maps; adopt what a previous run pinned; unload.
  *
  * Pin layout under the pin dir:
- *   maps/{sk_store,sockhash,conns,config,stats,veto_cg}
+ *   maps/{sk_store,sockhash,conns,config,stats,veto_cg,layout}
  *   links/{setsockopt,getsockopt,sockops,recv_length}
  * links/recv_length is pinned last and marks a complete data path.
  *
@@ -29,7 +29,8 @@
 #define COMPLETE_MARK "links/recv_length"
 
 static const char *const map_pins[] = { "sk_store", "sockhash", "conns",
-					"config",   "stats",	"veto_cg" };
+					"config",   "stats",	"veto_cg",
+					"layout" };
 static const char *const link_pins[] = { "setsockopt", "getsockopt", "sockops",
 					 "recv_length" };
 #define CGROUP_LINKS 3 /* link_pins[0..2] attach to the cgroup */
@@ -104,7 +105,38 @@ static int cgroup_id_of(const char *path, __u64 *id)
 	return 0;
 }
 
-/* Re-use a complete data path pinned by an earlier run. */
+/*
+ * The layout the pins in dir were made with (lf_layout), or 0 when they
+ * have none (made before it existed). A pinned conns map whose value is
+ * not this build's lf_conn counts as another layout too.
+ */
+static __u32 pinned_layout(const char *dir)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), zero = 0, layout = 0;
+	char path[PATH_MAX];
+	int fd;
+
+	pin_path(path, sizeof(path), dir, "maps", "layout");
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_map_lookup_elem(fd, &zero, &layout))
+		layout = 0;
+	close(fd);
+	pin_path(path, sizeof(path), dir, "maps", "conns");
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) ||
+	    info.value_size != sizeof(struct lf_conn) ||
+	    info.key_size != sizeof(struct lf_key))
+		layout = 0;
+	close(fd);
+	return layout;
+}
+
+/* Re-use a complete data path pinned by an earlier run of this layout. */
 static int dp_adopt(struct lf_dp *dp, const struct lf_opts *opts)
 {
 	__u64 want = 0, have = 0;
@@ -112,6 +144,8 @@ static int dp_adopt(struct lf_dp *dp, const struct lf_opts *opts)
 	__u32 len = sizeof(info);
 	int err;
 
+	if (pinned_layout(opts->pin_dir) != LF_LAYOUT)
+		return -ESTALE;
 	cgroup_id_of(opts->cgroup, &want);
 	err = pinned_link_cgroup(opts->pin_dir, &have);
 	if (err || (have && want && have != want)) {
@@ -125,10 +159,7 @@ static int dp_adopt(struct lf_dp *dp, const struct lf_opts *opts)
 	if (dp->config_fd < 0 || dp->stats_fd < 0 || dp->conns_fd < 0)
 		return -ENOENT;
 	dp->sockhash_fd = map_get(opts->pin_dir, "sockhash");
-	/* Pinned before cgroup vetoes existed: such hooks veto everyone. */
-	dp->veto_cg_fd = pin_exists(opts->pin_dir, "maps/veto_cg") ?
-				 map_get(opts->pin_dir, "veto_cg") :
-				 -1;
+	dp->veto_cg_fd = map_get(opts->pin_dir, "veto_cg");
 	if (!bpf_obj_get_info_by_fd(dp->conns_fd, &info, &len))
 		dp->sockhash_size = info.max_entries;
 	dp->adopted = 1;
@@ -158,6 +189,16 @@ static int dp_recv_pick(struct loopfast_bpf *skel, struct bpf_program **prog)
 	pr_err("the kernel has neither the sock_recv_length tracepoint nor a tcp_bpf_recvmsg function in its BTF (%s): loopfast needs one of them to count what a receiver read (CONFIG_DEBUG_INFO_BTF and CONFIG_BPF_STREAM_PARSER, Linux 6.1 or later)",
 	       btf ? "BTF found" : "no kernel BTF");
 	return -EOPNOTSUPP;
+}
+
+static int dp_layout_write(struct loopfast_bpf *skel)
+{
+	__u32 zero = 0, layout = LF_LAYOUT;
+
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.lf_layout), &zero,
+				&layout, BPF_ANY))
+		return -errno;
+	return 0;
 }
 
 static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
@@ -195,7 +236,7 @@ static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
 	dp->sockhash_fd = bpf_map__fd(skel->maps.lf_sockhash);
 	dp->veto_cg_fd = bpf_map__fd(skel->maps.lf_veto_cg);
 	dp->sockhash_size = opts->sockhash_size;
-	return 0;
+	return dp_layout_write(skel);
 }
 
 /* The program behind link_pins[i]. */
@@ -262,6 +303,7 @@ static int dp_pin(struct lf_dp *dp, const char *dir)
 		skel->maps.lf_sk_store, skel->maps.lf_sockhash,
 		skel->maps.lf_conns,	skel->maps.lf_config,
 		skel->maps.lf_stats,	skel->maps.lf_veto_cg,
+		skel->maps.lf_layout,
 	};
 	char path[PATH_MAX];
 	unsigned int i;
@@ -298,6 +340,8 @@ static int dp_mkdirs(const char *dir)
 	return lf_mkdir_p(path, 0700);
 }
 
+static int dp_unpin_all(const char *pin_dir);
+
 /*
  * Load and attach a fresh data path, or adopt the one pinned in the pin
  * dir, so that a restart keeps live fast connections on their path.
@@ -312,16 +356,24 @@ int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts)
 	err = lf_bpffs_ensure(opts->pin_dir);
 	if (err)
 		return err;
-	if (pin_exists(opts->pin_dir, COMPLETE_MARK))
-		return dp_adopt(dp, opts);
-	if (pin_exists(opts->pin_dir, "maps") ||
-	    pin_exists(opts->pin_dir, "links")) {
+	if (pin_exists(opts->pin_dir, COMPLETE_MARK)) {
+		err = dp_adopt(dp, opts);
+		if (err != -ESTALE)
+			return err;
+		/*
+		 * Pins of another loopfast version: taken down as `unload`
+		 * does. The connections they carry keep their programs and
+		 * maps until they close, and lose no byte; new connections
+		 * get this version's. Its maps are never read here.
+		 */
+		pr_warn("pin dir '%s' holds a data path of another loopfast version (layout %u, this one %u): its connections keep their path until they close; new connections get this version's",
+			opts->pin_dir, pinned_layout(opts->pin_dir), LF_LAYOUT);
+		dp_unpin_all(opts->pin_dir);
+	} else if (pin_exists(opts->pin_dir, "maps") ||
+		   pin_exists(opts->pin_dir, "links")) {
 		pr_warn("pin dir '%s' holds an incomplete data path; removing it",
 			opts->pin_dir);
-		lf_dp_unload(opts->pin_dir);
-		err = lf_bpffs_ensure(opts->pin_dir);
-		if (err)
-			return err;
+		dp_unpin_all(opts->pin_dir);
 	}
 	err = dp_mkdirs(opts->pin_dir);
 	if (!err)
@@ -457,11 +509,8 @@ static void unpin_link(const char *path)
 		pr_warn("unpin '%s': %s", path, strerror(errno));
 }
 
-/*
- * Detach and unpin everything in pin_dir. Paired sockets keep their
- * programs and maps alive until they close, so no byte is lost.
- */
-int lf_dp_unload(const char *pin_dir)
+/* Detach and unpin everything in pin_dir; the dir itself stays. */
+static int dp_unpin_all(const char *pin_dir)
 {
 	char path[PATH_MAX];
 	unsigned int i;
@@ -482,6 +531,18 @@ int lf_dp_unload(const char *pin_dir)
 	rmdir(path);
 	snprintf(path, sizeof(path), "%s/maps", pin_dir);
 	rmdir(path);
+	return err;
+}
+
+/*
+ * Detach and unpin everything in pin_dir, and remove it. Paired sockets
+ * keep their programs and maps alive until they close, so no byte is
+ * lost.
+ */
+int lf_dp_unload(const char *pin_dir)
+{
+	int err = dp_unpin_all(pin_dir);
+
 	if (rmdir(pin_dir) && errno != ENOENT) {
 		err = -errno;
 		pr_warn("remove pin dir '%s': %s", pin_dir, strerror(errno));

@@ -382,8 +382,8 @@ static void hooks_log_diff(const struct lf_hooks *old,
 
 /*
  * Hooks of cgroups below the served one veto those cgroups' sockets
- * (lf_veto_cg). Where that cannot be said (too many cgroups, pins from a
- * loopfastd without the map), they veto every connection instead.
+ * (lf_veto_cg). Where that cannot be said (too many cgroups, the map
+ * cannot be written), they veto every connection instead.
  */
 static void daemon_veto_cg(struct lf_daemon *d)
 {
@@ -401,9 +401,7 @@ static void daemon_veto_cg(struct lf_daemon *d)
 	err = lf_dp_veto_cg_write(&d->dp, hs->cg, n);
 	if (err && n) {
 		pr_warn("cannot veto per cgroup (%s): filter hooks below the served cgroup veto every connection",
-			err == -EOPNOTSUPP ?
-				"the pinned data path predates it; 'loopfastd --unload' then start to get it" :
-				strerror(-err));
+			strerror(-err));
 		all = 1;
 	}
 	d->veto_cg_all = all;

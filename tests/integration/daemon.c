@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <limits.h>
 
 #include "harness.h"
 
@@ -252,6 +253,62 @@ Test(daemon, restart_during_600mib_transfer)
 	assert_pair_state(c, s, 1, "after the restart and 600 MiB");
 	close(c);
 	close(s);
+	lf_env_finish(&env);
+}
+
+/* Make the pins in env's pin dir look as an older loopfast left them. */
+static void pins_age(struct lf_env *e)
+{
+	cr_assert(lf_sh("bpftool map update pinned '%s/maps/layout' key 0 0 0 "
+			"0 value 1 0 0 0",
+			e->pin_dir) == 0,
+		  "cannot rewrite %s/maps/layout with bpftool", e->pin_dir);
+}
+
+/* Does env's daemon log hold needle? */
+static int log_has(struct lf_env *e, const char *needle)
+{
+	char cmd[PATH_MAX + 128];
+
+	snprintf(cmd, sizeof(cmd), "grep -qF '%s' '%s'", needle, e->log);
+	return lf_sh("%s", cmd) == 0;
+}
+
+/*
+ * An upgrade: the daemon meets pins of another layout while a fast
+ * connection carries checksummed traffic. It never reads those maps: it
+ * takes them down as unload does and loads its own. The connection keeps
+ * its path and loses nothing; new pairs are fast on the new data path.
+ * (The new getsockopt hook does not know the old pair: its
+ * LOOPFAST_STATE reads 0, as after `unload`.)
+ */
+Test(daemon, upgrade_from_another_layout_keeps_traffic)
+{
+	struct lf_xfer x[2];
+	struct lf_bg bg;
+	int c, s, c2, s2, err;
+
+	start_env(&env, NULL);
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	assert_pair_state(c, s, 1, "before");
+	big_start(&bg, x, c, s);
+	big_wait(x, BIG / 5);
+	err = lf_env_daemon_stop(&env);
+	cr_assert(err == 0, "SIGTERM: %s", strerror(-err));
+	pins_age(&env);
+	err = lf_env_daemon_start(&env);
+	cr_assert(err == 0, "start over older pins: %s", strerror(-err));
+	cr_assert(log_has(&env, "of another loopfast version"),
+		  "the daemon did not say it replaced older pins");
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c2, &s2);
+	assert_pair_state(c2, s2, 1, "new pair after the upgrade");
+	lf_bg_join(&bg);
+	lf_xfer_assert_ok(&x[0]);
+	lf_xfer_assert_ok(&x[1]);
+	close(c);
+	close(s);
+	close(c2);
+	close(s2);
 	lf_env_finish(&env);
 }
 
