@@ -437,12 +437,12 @@ static int pipe_room(int pfd, int nonblock, const struct shim_sigmark *m)
 	}
 }
 
-/* Bytes the pipe takes now: its size less what it holds. */
-static size_t pipe_free(int pfd)
+/* Bytes the pipe takes now: its size (size) less what it holds. */
+static size_t pipe_free(int pfd, int size)
 {
-	int size = fcntl(pfd, F_GETPIPE_SZ), held = 0;
+	int held = 0;
 
-	if (size <= 0 || ioctl(pfd, FIONREAD, &held) || held >= size)
+	if (ioctl(pfd, FIONREAD, &held) || held >= size)
 		return 0;
 	return size - held;
 }
@@ -479,39 +479,45 @@ static void pipe_write_all(int pfd, const char *buf, ssize_t n)
  */
 static ssize_t splice_emulate(int in, int out, size_t len, unsigned int flags)
 {
-	int nonblock_pipe, fl;
+	int size, fl, saved;
+	char small[PIPE_PAGE], *buf = small;
 	struct shim_sigmark m;
-	ssize_t n;
 	size_t room;
-	char *buf;
+	ssize_t n;
 
-	fl = fcntl(out, F_GETFL);
-	if (fl < 0 || fcntl(out, F_GETPIPE_SZ) < 0)
+	size = fcntl(out, F_GETPIPE_SZ);
+	if (size <= 0)
 		return -2; /* not a pipe: the kernel's answer */
-	nonblock_pipe = flags & SPLICE_F_NONBLOCK || fl & O_NONBLOCK;
-	shim__sigmark(&m);
-	if (pipe_room(out, nonblock_pipe, &m))
-		return -1;
-	room = pipe_free(out);
-	if (!room)
-		room = PIPE_PAGE;
+	room = pipe_free(out, size);
+	if (!room) {
+		/* Full: wait for room as the kernel would, unless told not to. */
+		fl = fcntl(out, F_GETFL);
+		shim__sigmark(&m);
+		if (pipe_room(out, flags & SPLICE_F_NONBLOCK || fl & O_NONBLOCK,
+			      &m))
+			return -1;
+		room = pipe_free(out, size) ?: PIPE_PAGE;
+	}
 	if (len > room)
 		len = room;
 	if (len > SPLICE_CHUNK)
 		len = SPLICE_CHUNK;
-	buf = malloc(len);
-	if (!buf) {
-		errno = ENOMEM;
-		return -1;
+	if (len > sizeof(small)) {
+		buf = malloc(len);
+		if (!buf) {
+			errno = ENOMEM;
+			return -1;
+		}
 	}
 	/* As tcp_splice_read(): the socket's own O_NONBLOCK decides whether
 	 * the read waits; SPLICE_F_NONBLOCK is about the pipe. */
 	n = recv(in, buf, len, 0);
 	if (n > 0)
 		pipe_write_all(out, buf, n);
-	fl = errno;
-	free(buf);
-	errno = fl;
+	saved = errno;
+	if (buf != small)
+		free(buf);
+	errno = saved;
 	return n;
 }
 
