@@ -173,7 +173,8 @@ static void run_job(struct rr_job *job)
 	job->variant = TT_VAR_PLAIN;
 	job->bound_ms = RR_PLAIN_BOUND_MS;
 	rr_run(job, &plain_res);
-	if (plain_res.interrupted)
+	/* Told to stop: a run cut short says nothing. */
+	if (plain_res.interrupted || rr_stop)
 		return;
 	bad = rr_check(job, &plain_res, NULL, why, sizeof(why));
 	if (bad && plain_res.timed_out) {
@@ -195,7 +196,7 @@ static void run_job(struct rr_job *job)
 		job->variant = v;
 		job->bound_ms = ref ? 3 * ref->ms + 1000 : RR_PLAIN_BOUND_MS;
 		rr_run(job, &var_res);
-		if (var_res.interrupted)
+		if (var_res.interrupted || rr_stop)
 			return;
 		bad = rr_check(job, &var_res, ref, why, sizeof(why));
 		if (bad && var_res.timed_out && ref && plain_unsteady(job))
