@@ -311,6 +311,179 @@ static void print_prometheus(const char *reply)
 	}
 }
 
+/* A token of a conns line: its bytes. */
+struct tok {
+	const char *p;
+	size_t len;
+};
+
+#define CONN_TOKS 24
+
+static int conn_split(const char *line, struct tok *t)
+{
+	int n = 0;
+
+	while (*line && n < CONN_TOKS) {
+		t[n].p = line;
+		t[n].len = strcspn(line, " ");
+		line += t[n].len;
+		line += *line == ' ';
+		n++;
+	}
+	return n;
+}
+
+/* The value of key= among the tokens, or NULL (len in *len). */
+static const char *conn_get(const struct tok *t, int n, const char *key,
+			    size_t *len)
+{
+	size_t kl = strlen(key);
+	int i;
+
+	for (i = 3; i < n; i++)
+		if (t[i].len > kl && !strncmp(t[i].p, key, kl) &&
+		    t[i].p[kl] == '=') {
+			*len = t[i].len - kl - 1;
+			return t[i].p + kl + 1;
+		}
+	*len = 0;
+	return NULL;
+}
+
+/* "ADDR:PORT" (ADDR in brackets for IPv6) and "PID/COMM" or "-". */
+static void json_endpoint(const struct tok *ep, const char *owner, size_t olen)
+{
+	const char *colon = memrchr(ep->p, ':', ep->len), *a = ep->p, *slash;
+	size_t alen = colon ? (size_t)(colon - ep->p) : ep->len;
+
+	if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
+		a++;
+		alen -= 2;
+	}
+	printf("{\"addr\":");
+	json_str(a, alen);
+	printf(",\"port\":");
+	if (colon)
+		json_value(colon + 1, ep->len - (colon + 1 - ep->p));
+	else
+		printf("null");
+	slash = owner ? memchr(owner, '/', olen) : NULL;
+	if (slash) {
+		printf(",\"pid\":");
+		json_value(owner, slash - owner);
+		printf(",\"comm\":");
+		json_str(slash + 1, olen - (slash + 1 - owner));
+	} else {
+		printf(",\"pid\":null,\"comm\":null");
+	}
+	printf("}");
+}
+
+/* One direction's counters: "c2s-redirected=..." as {"redirected":...}. */
+static void json_dir(const struct tok *t, int n, const char *dir)
+{
+	static const char *const keys[] = { "redirected", "read", "backlog",
+					    "tcp", "why" };
+	char key[32];
+	const char *v;
+	size_t i, len;
+
+	printf("{");
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		snprintf(key, sizeof(key), "%s-%s", dir, keys[i]);
+		v = conn_get(t, n, key, &len);
+		printf("%s\"%s\":", i ? "," : "", keys[i]);
+		if (v)
+			json_value(v, len);
+		else
+			printf("null");
+	}
+	printf("}");
+}
+
+/* A conns line as a JSON object with typed fields. */
+static void json_conn(const char *line)
+{
+	struct tok t[CONN_TOKS];
+	const char *v;
+	size_t len;
+	int n = conn_split(line, t);
+
+	if (n < 3)
+		return;
+	printf("{\"client\":");
+	v = conn_get(t, n, "client", &len);
+	json_endpoint(&t[1], v, len);
+	printf(",\"server\":");
+	v = conn_get(t, n, "server", &len);
+	json_endpoint(&t[2], v, len);
+	v = conn_get(t, n, "netns", &len);
+	printf(",\"netns\":");
+	if (v)
+		json_value(v, len);
+	else
+		printf("null");
+	v = conn_get(t, n, "state", &len);
+	printf(",\"state\":");
+	json_str(v ? v : "", len);
+	printf(",\"c2s\":");
+	json_dir(t, n, "c2s");
+	printf(",\"s2c\":");
+	json_dir(t, n, "s2c");
+	printf("}");
+}
+
+struct conns_out {
+	int json;
+	long n;
+};
+
+static int conns_line(const char *line, void *ctx)
+{
+	struct conns_out *co = ctx;
+
+	if (strncmp(line, "conn ", 5))
+		return 0;
+	if (co->json) {
+		printf("%s", co->n ? ",\n" : "[");
+		json_conn(line);
+	} else {
+		printf("%s\n", line);
+	}
+	co->n++;
+	return 0;
+}
+
+static int report_error(const struct ctl_opts *o, int err, const char *reply);
+
+/*
+ * conns, streamed: each connection is printed as it arrives, however
+ * many there are. Text: the daemon's lines, or a sentence when there are
+ * none; JSON: an array of objects, [] when empty.
+ */
+static int conns_run(const struct ctl_opts *o)
+{
+	struct conns_out co = { .json = o->json };
+	struct ctl_opts plain = *o;
+	char fail[512];
+	int err;
+
+	err = lf_ctl_stream(o->socket, "conns", conns_line, &co, fail,
+			    sizeof(fail));
+	if (o->json && co.n)
+		printf("]\n"); /* what came stays valid JSON */
+	if (err) {
+		/* Past the first connection, the error goes to stderr. */
+		plain.json = o->json && !co.n;
+		return report_error(&plain, err, fail);
+	}
+	if (o->json && !co.n)
+		printf("[]\n");
+	else if (!co.n)
+		printf("no fast connections\n");
+	return 0;
+}
+
 static int report_error(const struct ctl_opts *o, int err, const char *reply)
 {
 	char msg[512];
@@ -500,5 +673,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(c->name, "check"))
 		return lf_check_run(o.json);
+	if (!strcmp(c->name, "conns"))
+		return conns_run(&o);
 	return run_command(&o, c, arg);
 }

@@ -42,83 +42,112 @@ static int ctl_send(int fd, const char *cmd)
 	return 0;
 }
 
-/* Start of the last complete line in buf[0..len), or NULL. */
-static const char *last_line(const char *buf, size_t len)
-{
-	size_t i;
-
-	if (!len || buf[len - 1] != '\n')
-		return NULL;
-	for (i = len - 1; i > 0; i--)
-		if (buf[i - 1] == '\n')
-			return buf + i;
-	return buf;
-}
-
 static int ctl_final(const char *line)
 {
-	if (!strncmp(line, "OK", 2) && (line[2] == '\n' || line[2] == ' '))
+	if (!strcmp(line, "OK") || !strncmp(line, "OK ", 3))
 		return 0;
 	if (!strncmp(line, "FAIL", 4))
 		return -EREMOTEIO;
 	return 1;
 }
 
-static int ctl_read(int fd, char *buf, size_t size)
+/*
+ * Read the reply a line at a time: fn gets every line before the last;
+ * the last ("OK" or "FAIL message") ends it. A FAIL's message goes to
+ * fail (NUL-terminated).
+ */
+static int ctl_read_lines(int fd, lf_ctl_line_fn fn, void *ctx, char *fail,
+			  size_t fail_size)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	const char *line;
-	size_t len = 0;
+	static char buf[1 << 16];
+	size_t len = 0, used;
+	char *line, *nl;
 	ssize_t n;
-	int ret;
+	int ret, err;
 
 	for (;;) {
-		if (len + 1 >= size)
-			return -EMSGSIZE;
+		if (len + 1 >= sizeof(buf))
+			return -EMSGSIZE; /* a line longer than 64 KiB */
 		if (poll(&pfd, 1, CTL_TIMEOUT_MS) <= 0)
 			return -ETIMEDOUT;
-		n = read(fd, buf + len, size - len - 1);
+		n = read(fd, buf + len, sizeof(buf) - len - 1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return n ? -errno : -ECONNRESET;
 		len += n;
 		buf[len] = '\0';
-		line = last_line(buf, len);
-		if (!line)
-			continue;
-		ret = ctl_final(line);
-		if (ret <= 0) {
-			if (ret)
-				memmove(buf, line + 5, strlen(line + 5) + 1);
-			else
-				buf[line - buf] = '\0';
-			return ret;
+		for (line = buf; (nl = strchr(line, '\n')); line = nl + 1) {
+			*nl = '\0';
+			ret = ctl_final(line);
+			if (ret == -EREMOTEIO && fail && fail_size)
+				snprintf(fail, fail_size, "%s",
+					 line[4] == ' ' ? line + 5 : line + 4);
+			if (ret <= 0)
+				return ret;
+			err = fn(line, ctx);
+			if (err)
+				return err;
 		}
+		used = line - buf;
+		len -= used;
+		memmove(buf, line, len);
 	}
+}
+
+int lf_ctl_stream(const char *path, const char *cmd, lf_ctl_line_fn fn,
+		  void *ctx, char *fail, size_t fail_size)
+{
+	int fd, err;
+
+	if (fail && fail_size)
+		fail[0] = '\0';
+	fd = ctl_connect(path);
+	if (fd < 0)
+		return fd;
+	err = ctl_send(fd, cmd);
+	if (!err)
+		err = ctl_read_lines(fd, fn, ctx, fail, fail_size);
+	close(fd);
+	return err;
+}
+
+struct gather {
+	char *buf;
+	size_t len, size;
+};
+
+static int gather_line(const char *line, void *ctx)
+{
+	struct gather *g = ctx;
+	size_t n = strlen(line);
+
+	if (g->len + 2 > g->size)
+		return 0; /* full: the rest is dropped, as documented */
+	if (g->len + n + 2 > g->size)
+		n = g->size - g->len - 2;
+	memcpy(g->buf + g->len, line, n);
+	g->len += n;
+	g->buf[g->len++] = '\n';
+	g->buf[g->len] = '\0';
+	return 0;
 }
 
 int lf_ctl_request(const char *path, const char *cmd, char *reply, size_t size)
 {
-	size_t bufsize = 1 << 22;
-	char *buf;
-	int fd, err;
+	static char sink[1 << 16];
+	struct gather g = { reply, 0, size };
+	char fail[512];
+	int err;
 
-	buf = malloc(bufsize);
-	if (!buf)
-		return -ENOMEM;
-	fd = ctl_connect(path);
-	if (fd < 0) {
-		err = fd;
-		goto out_free;
+	if (!reply || !size) {
+		g.buf = sink;
+		g.size = sizeof(sink);
 	}
-	err = ctl_send(fd, cmd);
-	if (!err)
-		err = ctl_read(fd, buf, bufsize);
-	close(fd);
-	if (reply && size && (err == 0 || err == -EREMOTEIO))
-		snprintf(reply, size, "%s", buf);
-out_free:
-	free(buf);
+	g.buf[0] = '\0';
+	err = lf_ctl_stream(path, cmd, gather_line, &g, fail, sizeof(fail));
+	if (err == -EREMOTEIO && reply && size)
+		snprintf(reply, size, "%s", fail);
 	return err;
 }

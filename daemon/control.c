@@ -32,6 +32,7 @@ struct reply {
 	char *buf;
 	size_t len, cap;
 	int stream; /* the command answers in chunks: see conns_chunk */
+	int owners_wait; /* it started an owners scan to wait for */
 };
 
 static void reply_add(struct reply *r, const char *fmt, ...)
@@ -229,6 +230,24 @@ static const char *owner_str(__u64 cookie, char *buf, size_t size)
 	return lf_owners_name(cookie, buf, size) ? buf : "-";
 }
 
+/* Direction d of a connection: its counters, named per direction. */
+static void conn_dir(const struct lf_conn *c, int d, struct reply *r)
+{
+	static const char *const name[2] = { "c2s", "s2c" };
+
+	reply_add(r, " %s-redirected=%llu %s-read=%llu %s-backlog=%llu",
+		  name[d], (unsigned long long)c->redir[d], name[d],
+		  (unsigned long long)c->read[d], name[d],
+		  (unsigned long long)lf_unread_redirected(c->redir[d],
+							   c->read[d]));
+	reply_add(r, " %s-tcp=%u %s-why=%s", name[d], c->tcp[d], name[d],
+		  tcp_why_name(c->why[d]));
+}
+
+/*
+ * "conn CLIENT SERVER netns=N client=PID/COMM server=PID/COMM state=S"
+ * and each direction's counters (c2s-..., s2c-...).
+ */
 static void conn_line(const struct lf_key *k, const struct lf_conn *c,
 		      struct reply *r)
 {
@@ -236,22 +255,14 @@ static void conn_line(const struct lf_key *k, const struct lf_conn *c,
 
 	addr_str(k->laddr, k->lport, cl, sizeof(cl));
 	addr_str(k->raddr, k->rport, sv, sizeof(sv));
-	reply_add(r, "conn %s %s netns=%llu client=%s server=%s", cl, sv,
-		  (unsigned long long)k->netns,
+	reply_add(r, "conn %s %s netns=%llu client=%s server=%s state=%s", cl,
+		  sv, (unsigned long long)k->netns,
 		  owner_str(c->cookie[0], po[0], sizeof(po[0])),
-		  owner_str(c->cookie[1], po[1], sizeof(po[1])));
-	reply_add(
-		r,
-		" state=%s redirected=%llu,%llu read=%llu,%llu backlog=%llu,%llu tcp=%u,%u why=%s,%s\n",
-		conn_state_name(c->state), (unsigned long long)c->redir[0],
-		(unsigned long long)c->redir[1], (unsigned long long)c->read[0],
-		(unsigned long long)c->read[1],
-		(unsigned long long)lf_unread_redirected(c->redir[0],
-							 c->read[0]),
-		(unsigned long long)lf_unread_redirected(c->redir[1],
-							 c->read[1]),
-		c->tcp[0], c->tcp[1], tcp_why_name(c->why[0]),
-		tcp_why_name(c->why[1]));
+		  owner_str(c->cookie[1], po[1], sizeof(po[1])),
+		  conn_state_name(c->state));
+	conn_dir(c, 0, r);
+	conn_dir(c, 1, r);
+	reply_add(r, "\n");
 }
 
 /* conns answers in chunks, as its client reads them (conns_chunk). */
@@ -260,7 +271,7 @@ static int cmd_conns(struct lf_daemon *d, const char *arg, struct reply *r)
 	(void)d;
 	(void)arg;
 	r->stream = 1;
-	lf_owners_want();
+	r->owners_wait = lf_owners_want();
 	return 0;
 }
 
@@ -465,6 +476,7 @@ struct lf_client {
 	size_t out_len, out_off;
 	int streaming; /* a conns answer is being written */
 	__u64 stream_ns; /* when it was asked for */
+	int owners_wait; /* it waits for the owners scan it started */
 	int batch_started;
 	__u32 batch; /* its lf_conns cursor */
 };
@@ -580,6 +592,7 @@ static int client_line(char *line, void *ctx)
 		lc->c->streaming = 1;
 		lc->c->batch_started = 0;
 		lc->c->stream_ns = now_ns();
+		lc->c->owners_wait = r.owners_wait;
 	}
 	return err;
 }
@@ -643,19 +656,19 @@ static int conns_chunk(struct lf_daemon *d, struct lf_client *c)
 	return err;
 }
 
-#define OWNERS_WAIT_NS (300ULL * 1000000ULL)
+#define OWNERS_WAIT_NS (1000ULL * 1000000ULL)
 #define OWNERS_POLL_MS 10
 
 /*
- * A conns answer waits up to OWNERS_WAIT_NS for the first owners scan, so
- * that the first conns after start names them too (later ones use the
- * last scan); past that it goes without.
+ * A conns answer that started an owners scan waits for it, up to
+ * OWNERS_WAIT_NS, so that it names the owners of connections made since
+ * the last scan; past that it goes with what the last scan found. The
+ * loop meanwhile serves everyone else.
  */
 static int stream_waits(const struct lf_client *c)
 {
-	return c->streaming && !c->batch_started &&
-	       now_ns() - c->stream_ns < OWNERS_WAIT_NS &&
-	       lf_owners_first_pending();
+	return c->streaming && c->owners_wait && !c->batch_started &&
+	       now_ns() - c->stream_ns < OWNERS_WAIT_NS && lf_owners_scanning();
 }
 
 /* Is the client's output small enough to make more of it? */

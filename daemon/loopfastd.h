@@ -105,10 +105,13 @@ struct lf_owners {
 int lf_owners_collect(struct lf_owners *ow);
 const struct lf_owner *lf_owners_find(const struct lf_owners *ow, __u64 cookie);
 void lf_owners_free(struct lf_owners *ow);
-/* Ask for a fresh scan (at most one a second, in a thread of its own). */
-void lf_owners_want(void);
-/* Is the first scan still running (nothing to name owners with yet)? */
-int lf_owners_first_pending(void);
+/*
+ * Ask for a fresh scan (at most one a second, in a thread of its own):
+ * 1 when one was started.
+ */
+int lf_owners_want(void);
+/* Is a scan running? */
+int lf_owners_scanning(void);
 /* "pid/comm" of the socket with this cookie from the last scan: 1, or 0. */
 int lf_owners_name(__u64 cookie, char *buf, size_t size);
 

@@ -223,7 +223,7 @@ static void *scan_thread(void *arg)
 	return NULL;
 }
 
-void lf_owners_want(void)
+int lf_owners_want(void)
 {
 	pthread_attr_t attr;
 	pthread_t th;
@@ -236,25 +236,27 @@ void lf_owners_want(void)
 		scans.running = 1;
 	pthread_mutex_unlock(&scans.lock);
 	if (!start)
-		return;
+		return 0;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&th, &attr, scan_thread, NULL)) {
 		pthread_mutex_lock(&scans.lock);
 		scans.running = 0;
 		pthread_mutex_unlock(&scans.lock);
+		start = 0;
 	}
 	pthread_attr_destroy(&attr);
+	return start;
 }
 
-int lf_owners_first_pending(void)
+int lf_owners_scanning(void)
 {
-	int pending;
+	int running;
 
 	pthread_mutex_lock(&scans.lock);
-	pending = scans.running && !scans.done_ns;
+	running = scans.running;
 	pthread_mutex_unlock(&scans.lock);
-	return pending;
+	return running;
 }
 
 int lf_owners_name(__u64 cookie, char *buf, size_t size)

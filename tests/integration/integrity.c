@@ -273,16 +273,16 @@ static ssize_t errqueue_read(int fd)
 static long long conns_read(int port, int d)
 {
 	char reply[16384], needle[16], *p;
-	unsigned long long r[2];
+	unsigned long long r;
 
 	if (lf_env_ctl(&env, "conns", reply, sizeof(reply)))
 		return -1;
 	snprintf(needle, sizeof(needle), ":%d ", port);
 	p = strstr(reply, needle);
-	p = p ? strstr(p, " read=") : NULL;
-	if (!p || sscanf(p, " read=%llu,%llu", &r[0], &r[1]) != 2)
+	p = p ? strstr(p, d ? " s2c-read=" : " c2s-read=") : NULL;
+	if (!p || sscanf(p + 10, "%llu", &r) != 1)
 		return -1;
-	return (long long)r[d];
+	return (long long)r;
 }
 
 Test(integrity, error_queue_reads_are_not_stream_reads)

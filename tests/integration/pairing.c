@@ -311,9 +311,15 @@ static int conn_counts(int port, unsigned long long v[6])
 	p = strstr(reply, needle);
 	if (!p)
 		return -1;
-	p = strstr(p, "redirected=");
-	if (!p || sscanf(p, "redirected=%llu,%llu read=%llu,%llu backlog=%llu,%llu",
-			 &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
+	p = strstr(p, "c2s-redirected=");
+	if (!p ||
+	    sscanf(p, "c2s-redirected=%llu c2s-read=%llu c2s-backlog=%llu",
+		   &v[0], &v[2], &v[4]) != 3)
+		return -1;
+	p = strstr(p, "s2c-redirected=");
+	if (!p ||
+	    sscanf(p, "s2c-redirected=%llu s2c-read=%llu s2c-backlog=%llu",
+		   &v[1], &v[3], &v[5]) != 3)
 		return -1;
 	return 0;
 }
