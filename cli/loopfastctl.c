@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "ctl.h"
+#include "stats.h"
 #include "log.h"
 #include "run.h"
 
@@ -234,81 +235,78 @@ static void print_text(const char *reply)
 	}
 }
 
-/* Prometheus: loopfast_<counter, '-' as '_'>_total, with these helps. */
-static const struct prom_desc {
-	const char *key;
-	const char *help;
-} prom_descs[] = {
-	{ "opted-in", "Sockets that opted in to the fast path." },
-	{ "paired", "Connections paired on the fast path." },
-	{ "regular-not-loopback",
-	  "Connections left on the regular path: not over loopback." },
-	{ "regular-one-side",
-	  "Connections left on the regular path: only one end opted in." },
-	{ "regular-mode-off",
-	  "Connections left on the regular path: mode off." },
-	{ "regular-veto",
-	  "Connections left on the regular path: a filter hook vetoed." },
-	{ "regular-no-heartbeat",
-	  "Connections left on the regular path: loopfastd not running." },
-	{ "regular-map-full",
-	  "Connections left on the regular path: the sockhash was full." },
-	{ "msgs-redirected", "Messages redirected peer to peer." },
-	{ "bytes-redirected", "Bytes redirected peer to peer." },
-	{ "detours", "Directions of paired connections sent to TCP for good." },
-	{ "msgs-detoured", "Messages of paired connections sent through TCP." },
-	{ "bytes-detoured", "Bytes of paired connections sent through TCP." },
-	{ "regular-not-served",
-	  "Connections left on the regular path: an end's reads are not served by libloopfast.so." },
-	{ "tcp-small-writes",
-	  "Paired connections sent to TCP for good as small-write streams." },
-};
-
-static const char *prom_help(const char *key)
+/* The value of key in a "key value" reply, or NULL (length in *len). */
+static const char *reply_get(const char *reply, const char *key, size_t *len)
 {
-	size_t i;
+	size_t kl = strlen(key);
+	const char *line, *nl;
 
-	for (i = 0; i < sizeof(prom_descs) / sizeof(prom_descs[0]); i++)
-		if (!strcmp(prom_descs[i].key, key))
-			return prom_descs[i].help;
-	return NULL;
-}
-
-/* One counter line as a Prometheus metric with its HELP and TYPE. */
-static void prom_metric(const char *key, size_t klen, const char *val,
-			size_t vlen)
-{
-	int gauge = klen == 10 && !strncmp(key, "conns-live", 10);
-	const char *help;
-	char k[64], name[96];
-	size_t i;
-
-	snprintf(k, sizeof(k), "%.*s", (int)klen, key);
-	for (i = 0; k[i]; i++)
-		if (k[i] == '-')
-			k[i] = '_';
-	snprintf(name, sizeof(name), "loopfast_%s%s", k, gauge ? "" : "_total");
-	snprintf(k, sizeof(k), "%.*s", (int)klen, key);
-	help = gauge ? "Fast connections live now." : prom_help(k);
-	if (!help)
-		help = "Messages or bytes that took the fast path or the detour.";
-	printf("# HELP %s %s\n# TYPE %s %s\n%s %.*s\n", name, help, name,
-	       gauge ? "gauge" : "counter", name, (int)vlen, val);
-}
-
-/* The stats reply in the Prometheus text exposition format. */
-static void print_prometheus(const char *reply)
-{
-	const char *line = reply, *nl, *sp;
-
-	for (; *line; line = nl + 1) {
+	for (line = reply; *line; line = nl + 1) {
 		nl = strchrnul(line, '\n');
-		sp = memchr(line, ' ', nl - line);
-		if (sp && sp - line < 48 && is_number(sp + 1, nl - sp - 1))
-			prom_metric(line, sp - line, sp + 1, nl - sp - 1);
+		if ((size_t)(nl - line) > kl && !strncmp(line, key, kl) &&
+		    line[kl] == ' ') {
+			*len = nl - line - kl - 1;
+			return line + kl + 1;
+		}
 		if (!*nl)
 			break;
 	}
+	*len = 0;
+	return NULL;
+}
+
+/* One family: its HELP and TYPE, then every counter of it. */
+static void prom_family(const char *reply, size_t first)
+{
+	const struct lf_stat_desc *d = &lf_stat_descs[first];
+	const char *v;
+	size_t i, len;
+
+	printf("# HELP loopfast_%s_total %s\n# TYPE loopfast_%s_total "
+	       "counter\n",
+	       d->family, d->help, d->family);
+	for (i = first; i < LF_ST_MAX; i++) {
+		d = &lf_stat_descs[i];
+		if (strcmp(d->family, lf_stat_descs[first].family))
+			continue;
+		v = reply_get(reply, d->key, &len);
+		if (!v || !is_number(v, len))
+			continue;
+		printf("loopfast_%s_total", d->family);
+		if (d->reason)
+			printf("{reason=\"%s\"}", d->reason);
+		printf(" %.*s\n", (int)len, v);
+	}
+}
+
+/*
+ * The stats reply in the Prometheus text exposition format: each family
+ * once (the reasons a connection stayed regular are one family with a
+ * reason label), the live connections as a gauge, and build info.
+ */
+static void print_prometheus(const char *reply)
+{
+	const char *v;
+	size_t i, j, len;
+
+	for (i = 0; i < LF_ST_MAX; i++) {
+		for (j = 0; j < i; j++)
+			if (!strcmp(lf_stat_descs[j].family,
+				    lf_stat_descs[i].family))
+				break;
+		if (j == i)
+			prom_family(reply, i);
+	}
+	v = reply_get(reply, "conns-live", &len);
+	if (v && is_number(v, len))
+		printf("# HELP loopfast_live_connections Fast connections "
+		       "live now.\n# TYPE loopfast_live_connections gauge\n"
+		       "loopfast_live_connections %.*s\n",
+		       (int)len, v);
+	printf("# HELP loopfast_build_info The loopfastctl that wrote "
+	       "this.\n# TYPE loopfast_build_info gauge\n"
+	       "loopfast_build_info{version=\"%s\"} 1\n",
+	       LF_VERSION);
 }
 
 /* A token of a conns line: its bytes. */
@@ -657,6 +655,11 @@ int main(int argc, char **argv)
 	ops = parse_command(&o, c, argc, argv);
 	if (ops <= 0)
 		return ops ? 2 : 0;
+	if (o.prometheus && o.json) {
+		fprintf(stderr, "loopfastctl: --prometheus and --json exclude "
+				"each other\n");
+		return 2;
+	}
 	if (c->args) {
 		arg = ops < argc ? argv[ops] : NULL;
 		if (!arg || !choice_valid(c, arg)) {

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "loopfastd.h"
 #include "proto.h"
+#include "stats.h"
 
 struct reply {
 	char *buf;
@@ -61,24 +62,6 @@ static void reply_add(struct reply *r, const char *fmt, ...)
 		}
 	}
 }
-
-static const char *const stat_names[LF_ST_MAX] = {
-	[LF_ST_OPTED_IN] = "opted-in",
-	[LF_ST_PAIRED] = "paired",
-	[LF_ST_REG_NOT_LOOPBACK] = "regular-not-loopback",
-	[LF_ST_REG_ONE_SIDE] = "regular-one-side",
-	[LF_ST_REG_MODE_OFF] = "regular-mode-off",
-	[LF_ST_REG_VETO] = "regular-veto",
-	[LF_ST_REG_NO_HEARTBEAT] = "regular-no-heartbeat",
-	[LF_ST_REG_MAP_FULL] = "regular-map-full",
-	[LF_ST_MSGS_REDIRECTED] = "msgs-redirected",
-	[LF_ST_BYTES_REDIRECTED] = "bytes-redirected",
-	[LF_ST_DETOURS] = "detours",
-	[LF_ST_MSGS_DETOURED] = "msgs-detoured",
-	[LF_ST_BYTES_DETOURED] = "bytes-detoured",
-	[LF_ST_REG_NOT_SERVED] = "regular-not-served",
-	[LF_ST_TCP_SMALL] = "tcp-small-writes",
-};
 
 static __u64 now_ns(void)
 {
@@ -181,7 +164,7 @@ static int cmd_stats(struct lf_daemon *d, const char *arg, struct reply *r)
 	if (err)
 		return err;
 	for (i = 0; i < LF_ST_MAX; i++)
-		reply_add(r, "%s %llu\n", stat_names[i],
+		reply_add(r, "%s %llu\n", lf_stat_descs[i].key,
 			  (unsigned long long)v[i]);
 	reply_add(r, "conns-live %ld\n", count_conns(&d->dp));
 	return 0;

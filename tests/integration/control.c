@@ -1422,13 +1422,37 @@ static int prom_name_ok(const char *name)
 	return 1;
 }
 
+/* A sample's labels: {} or {name="value"(,name="value")*}. */
+static int prom_labels_ok(const char *l)
+{
+	if (!*l)
+		return 1;
+	if (*l++ != '{')
+		return 0;
+	for (;;) {
+		while ((*l >= 'a' && *l <= 'z') || *l == '_')
+			l++;
+		if (*l++ != '=' || *l++ != '"')
+			return 0;
+		while (*l && *l != '"')
+			l++;
+		if (*l++ != '"')
+			return 0;
+		if (*l == '}')
+			return !l[1];
+		if (*l++ != ',')
+			return 0;
+	}
+}
+
 #define PROM_MAX 64
 
 /*
- * The Prometheus text format, strictly: every sample's name matches
- * ^loopfast_[a-z_]+$ and has a # HELP and a # TYPE before it, once;
- * counters end in _total; values are integers; no HELP or TYPE without
- * a sample. Returns the number of samples.
+ * The Prometheus text format, strictly: every family's name matches
+ * ^loopfast_[a-z_]+$ and has one # HELP and one # TYPE before its
+ * samples, which come together; counters end in _total; labels are
+ * well formed and differ between a family's samples; values are
+ * integers; no HELP or TYPE without a sample. Returns the samples.
  */
 static int prom_check(char *text)
 {
@@ -1436,8 +1460,8 @@ static int prom_check(char *text)
 		char name[96];
 		int help, type, counter, sample;
 	} m[PROM_MAX];
-	char *line, *next, name[96], rest[256];
-	int n = 0, samples = 0, i, kind;
+	char *line, *next, name[96], rest[256], *brace, seen[8192] = "";
+	int n = 0, samples = 0, i, kind, last = -1;
 
 	memset(m, 0, sizeof(m));
 	for (line = text; *line; line = next) {
@@ -1454,6 +1478,17 @@ static int prom_check(char *text)
 		cr_assert(sscanf(kind == 3 ? line : line + 7, "%95s %255[^\n]",
 				 name, rest) == 2,
 			  "prometheus: bad line '%s'", line);
+		brace = strchr(name, '{');
+		if (kind == 3) {
+			cr_assert(prom_labels_ok(brace ? brace : ""),
+				  "prometheus: bad labels in '%s'", line);
+			cr_assert(!strstr(seen, name),
+				  "prometheus: sample %s twice", name);
+			strncat(seen, name, sizeof(seen) - strlen(seen) - 2);
+			strcat(seen, " ");
+		}
+		if (brace)
+			*brace = '\0';
 		cr_assert(prom_name_ok(name), "prometheus: bad name in '%s'",
 			  line);
 		for (i = 0; i < n && strcmp(m[i].name, name); i++)
@@ -1476,8 +1511,10 @@ static int prom_check(char *text)
 			cr_assert(m[i].help && m[i].type,
 				  "prometheus: %s without HELP and TYPE before",
 				  name);
-			cr_assert(!m[i].sample++, "prometheus: two samples %s",
+			cr_assert(!m[i].sample || last == i,
+				  "prometheus: samples of %s not together",
 				  name);
+			m[i].sample++;
 			cr_assert(rest[strspn(rest, "0123456789")] == '\0',
 				  "prometheus: %s value '%s' is no integer",
 				  name, rest);
@@ -1488,6 +1525,7 @@ static int prom_check(char *text)
 				  "prometheus: counter %s lacks _total", name);
 			samples++;
 		}
+		last = i;
 	}
 	for (i = 0; i < n; i++)
 		cr_assert(m[i].sample, "prometheus: %s has no sample",
@@ -1509,11 +1547,21 @@ Test(control, cli_stats_prometheus)
 	cr_assert(!o->nerr, "stats --prometheus: stderr '%s'", o->err);
 	snprintf(text, sizeof(text), "%s", o->out);
 	n = prom_check(text);
-	cr_assert(n == want, "stats --prometheus: %d samples, stats has %d", n,
-		  want);
-	cr_assert(strstr(o->out, "\nloopfast_paired_total ") &&
-			  strstr(o->out, "# TYPE loopfast_conns_live gauge\n"),
+	/* every counter, the live gauge, and build info */
+	cr_assert(n == want + 1,
+		  "stats --prometheus: %d samples, stats has %d (+ build info)",
+		  n, want);
+	cr_assert(strstr(o->out, "\nloopfast_paired_connections_total ") &&
+			  strstr(o->out,
+				 "\nloopfast_redirected_bytes_total ") &&
+			  strstr(o->out, "\nloopfast_regular_connections_total"
+					 "{reason=\"veto\"} ") &&
+			  strstr(o->out,
+				 "# TYPE loopfast_live_connections gauge\n") &&
+			  strstr(o->out, "\nloopfast_build_info{version="),
 		  "stats --prometheus:\n%s", o->out);
+	o = cli(0, env.sock, "stats", "--prometheus", "--json", NULL);
+	assert_exit(o, 2);
 	if (!lf_sh("command -v promtool >/dev/null 2>&1")) {
 		snprintf(text, sizeof(text), "%s", o->out);
 		run_as(&po, 0, text, RUN_MS, argv);

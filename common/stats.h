@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stats.h - the one table of loopfast's counters (enum lf_stat): the key
+ * `stats` prints, and the Prometheus family, label and help loopfastctl
+ * gives it. The daemon and the CLI both read it.
+ */
+#ifndef LF_STATS_H
+#define LF_STATS_H
+
+#include <linux/types.h>
+
+#include "lf_shared.h"
+
+struct lf_stat_desc {
+	const char *key; /* the `stats` line, e.g. "regular-veto" */
+	const char *family; /* Prometheus: loopfast_<family>_total */
+	const char *reason; /* its reason="..." label, or NULL */
+	const char *help; /* the family's HELP */
+};
+
+extern const struct lf_stat_desc lf_stat_descs[LF_ST_MAX];
+
+/* The counter whose key this is, or NULL. */
+const struct lf_stat_desc *lf_stat_find(const char *key, size_t len);
+
+#endif /* LF_STATS_H */
