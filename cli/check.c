@@ -438,12 +438,38 @@ static int silent_print(enum libbpf_print_level level, const char *fmt,
 	return 0;
 }
 
+static const char *probe_status(int ret)
+{
+	return ret < 0 ? "missing" : ret ? "warn" : "ok";
+}
+
+/* The last line: what the probes found, with not being root apart. */
+static void check_summary(int json, int failed, int warned)
+{
+	int only_root = failed == 1 && unprivileged;
+
+	if (json) {
+		printf("],\"ok\":%s,\"privileged\":%s,\"missing\":%d,"
+		       "\"warnings\":%d}\n",
+		       failed ? "false" : "true",
+		       unprivileged ? "false" : "true", failed, warned);
+	} else if (only_root) {
+		printf("not run with the privileges loopfastd needs, so the kernel was not probed: run 'sudo loopfastctl check'\n");
+	} else if (failed) {
+		printf("%d missing: loopfast cannot run here until they are fixed\n",
+		       failed);
+	} else {
+		printf("this kernel has what loopfast needs%s\n",
+		       warned ? " (see the warnings above)" : "");
+	}
+}
+
 int lf_check_run(int json)
 {
 	struct utsname u;
 	char why[256];
 	size_t i;
-	int ret, failed = 0;
+	int ret, failed = 0, warned = 0;
 
 	libbpf_set_print(silent_print);
 	uname(&u);
@@ -452,12 +478,13 @@ int lf_check_run(int json)
 	for (i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
 		why[0] = '\0';
 		ret = probes[i].fn(why, sizeof(why));
-		if (ret < 0)
-			failed++;
+		failed += ret < 0;
+		warned += ret > 0;
 		if (json)
-			printf("%s{\"what\":\"%s\",\"ok\":%s,\"detail\":\"%s\"}",
-			       i ? "," : "", probes[i].what,
-			       ret ? "false" : "true", why);
+			printf("%s{\"what\":\"%s\",\"status\":\"%s\","
+			       "\"ok\":%s,\"detail\":\"%s\"}",
+			       i ? "," : "", probes[i].what, probe_status(ret),
+			       ret < 0 ? "false" : "true", why);
 		else
 			printf("%-26s %s%s%s\n", probes[i].what,
 			       ret < 0 ? "MISSING" :
@@ -465,12 +492,6 @@ int lf_check_run(int json)
 					 "ok",
 			       why[0] ? ": " : "", why);
 	}
-	if (json)
-		printf("],\"ok\":%s}\n", failed ? "false" : "true");
-	else
-		printf(failed ?
-			       "%d problem(s): loopfast cannot run here until they are fixed\n" :
-			       "this kernel has what loopfast needs\n",
-		       failed);
+	check_summary(json, failed, warned);
 	return failed ? 1 : 0;
 }

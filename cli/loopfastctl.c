@@ -488,11 +488,17 @@ static int report_error(const struct ctl_opts *o, int err, const char *reply)
 
 	if (err == -EREMOTEIO)
 		snprintf(msg, sizeof(msg), "loopfastd: %s", reply);
-	else if (err == -ENOENT || err == -ECONNREFUSED)
+	else if ((err == -ENOENT || err == -ECONNREFUSED) &&
+		 !strcmp(o->socket, LF_DEFAULT_SOCKET))
 		snprintf(
 			msg, sizeof(msg),
 			"loopfastd is not running (no answer on %s); start it with 'systemctl start loopfast' or 'loopfastd'",
 			o->socket);
+	else if (err == -ENOENT || err == -ECONNREFUSED)
+		snprintf(
+			msg, sizeof(msg),
+			"loopfastd is not running (no answer on %s); start the instance that owns it with 'loopfastd --socket %s' and its --cgroup and --pin-dir",
+			o->socket, o->socket);
 	else if (err == -EACCES || err == -EPERM)
 		snprintf(
 			msg, sizeof(msg),

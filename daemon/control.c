@@ -97,6 +97,7 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 		"veto %u\nveto-cgroups %u\ncgroup %s\npin-dir %s\nsocket %s\n",
 		d->cfg.veto, d->cfg.veto_cgroups, d->opts.cgroup,
 		d->opts.pin_dir, d->opts.socket);
+	reply_add(r, "release-run %u\n", d->cfg.release_run);
 	reply_add(
 		r,
 		"sockhash-size %u\ndetour-limit %llu\nheartbeat-age-ms %llu\n",
@@ -261,23 +262,32 @@ static int cmd_conns(struct lf_daemon *d, const char *arg, struct reply *r)
 static int cmd_mode(struct lf_daemon *d, const char *arg, struct reply *r)
 {
 	int mode = arg ? lf_mode_parse(arg) : -EINVAL;
+	int err;
 
 	if (mode < 0) {
 		reply_add(r, "mode must be opt-in, all or off");
 		return -EINVAL;
 	}
-	return lf_daemon_set_mode(d, mode);
+	err = lf_daemon_set_mode(d, mode);
+	if (!err)
+		reply_add(r, "mode %s\n", lf_mode_name(mode));
+	return err;
 }
 
 static int cmd_filter_policy(struct lf_daemon *d, const char *arg,
 			     struct reply *r)
 {
-	if (arg && !strcmp(arg, "respect"))
-		return lf_daemon_set_filter_policy(d, 0);
-	if (arg && !strcmp(arg, "ignore"))
-		return lf_daemon_set_filter_policy(d, 1);
-	reply_add(r, "filter-policy must be respect or ignore");
-	return -EINVAL;
+	int ignore, err;
+
+	if (!arg || (strcmp(arg, "respect") && strcmp(arg, "ignore"))) {
+		reply_add(r, "filter-policy must be respect or ignore");
+		return -EINVAL;
+	}
+	ignore = !strcmp(arg, "ignore");
+	err = lf_daemon_set_filter_policy(d, ignore);
+	if (!err)
+		reply_add(r, "filter-policy %s\n", arg);
+	return err;
 }
 
 static int cmd_reload(struct lf_daemon *d, const char *arg, struct reply *r)
@@ -290,6 +300,11 @@ static int cmd_reload(struct lf_daemon *d, const char *arg, struct reply *r)
 			d->opts.config);
 		return -EINVAL;
 	}
+	if (d->opts.config[0])
+		reply_add(r, "reloaded %s\n", d->opts.config);
+	else
+		reply_add(r, "reloaded nothing: loopfastd runs without "
+			     "--config\n");
 	return 0;
 }
 

@@ -36,6 +36,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "harness.h"
 
 #define CTL_MS 3000 /* one reply */
@@ -1570,6 +1571,30 @@ Test(control, cli_stats_prometheus)
 	lf_env_finish(&env);
 }
 
+/*
+ * check: a WARN is not a failure (JSON "status" tells ok, warn and
+ * missing apart; "ok" is false only for missing); without privileges it
+ * says it did not probe, not that the kernel lacks something.
+ */
+Test(control, cli_check_tells_warn_from_missing)
+{
+	struct out *o;
+
+	o = cli(0, NULL, "check", "--json", NULL);
+	assert_exit(o, 0);
+	assert_json(o->out,
+		    "assert d['ok'] and d['privileged'] and d['missing'] == 0\n"
+		    "for p in d['probes']:\n"
+		    "    assert p['status'] in ('ok', 'warn', 'missing'), p\n"
+		    "    assert p['ok'] == (p['status'] != 'missing'), p",
+		    "check --json");
+	o = cli(NOBODY, NULL, "check", NULL);
+	assert_exit(o, 1);
+	cr_assert(strstr(o->out, "the kernel was not probed") &&
+			  !strstr(o->out, "cannot run here"),
+		  "check without privileges:\n%s", o->out);
+}
+
 /* Help goes to stdout with exit 0; usage errors to stderr with exit 2. */
 Test(control, cli_help_and_usage_errors)
 {
@@ -1645,8 +1670,11 @@ Test(control, cli_daemon_not_running)
 	for (i = 0; i < 3; i++) {
 		o = cli(0, socks[i], "status", NULL);
 		assert_exit(o, 1);
+		/* systemctl is named for the default socket only */
 		cr_assert(strstr(o->err, "loopfastd is not running") &&
-				  strstr(o->err, "start") && !o->nout,
+				  strstr(o->err, "start") && !o->nout &&
+				  !strstr(o->err, "systemctl") ==
+					  !!strcmp(socks[i], LF_DEFAULT_SOCKET),
 			  "'%s': stdout '%s' stderr '%s'", o->what, o->out,
 			  o->err);
 		o = cli(0, socks[i], "--json", "status", NULL);
