@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <mntent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,14 +148,132 @@ out:
 	return ret;
 }
 
+/* Does the ELF file have a section of this name? (Go's .go.buildinfo) */
+static int elf_has_section(const char *file, const char *name)
+{
+	Elf64_Ehdr eh;
+	Elf64_Shdr sh, strs;
+	char sname[32];
+	int fd, i, found = 0;
+
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_shentsize != sizeof(sh) || eh.e_shstrndx >= eh.e_shnum ||
+	    pread(fd, &strs, sizeof(strs),
+		  eh.e_shoff + eh.e_shstrndx * sizeof(sh)) != sizeof(strs))
+		goto out;
+	for (i = 0; i < eh.e_shnum && !found; i++) {
+		if (pread(fd, &sh, sizeof(sh), eh.e_shoff + i * sizeof(sh)) !=
+			    sizeof(sh) ||
+		    sh.sh_name >= strs.sh_size)
+			break;
+		memset(sname, 0, sizeof(sname));
+		if (pread(fd, sname, sizeof(sname) - 1,
+			  strs.sh_offset + sh.sh_name) < 0)
+			break;
+		found = !strcmp(sname, name);
+	}
+out:
+	close(fd);
+	return found;
+}
+
+/* Why the shim cannot reach the program, or NULL when it can. */
+static const char *unreachable_why(const char *file)
+{
+	if (elf_is_static(file))
+		return "is statically linked";
+	if (elf_has_section(file, ".go.buildinfo"))
+		return "is a Go program (it makes its system calls without libc)";
+	return NULL;
+}
+
+/* This process's cgroup v2 path ("/a/b"), from /proc/self/cgroup. */
+static int own_cgroup(char *out, size_t size)
+{
+	char line[PATH_MAX];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "0::", 3)) {
+			line[strcspn(line, "\n")] = '\0';
+			found = snprintf(out, size, "%s", line + 3) < (int)size;
+		}
+	fclose(f);
+	return found;
+}
+
+/* The longest cgroup2 mount point that is a prefix of path: its length. */
+static size_t cgroup2_mount_len(const char *path)
+{
+	struct mntent *m;
+	size_t best = 0, l;
+	FILE *f = setmntent("/proc/self/mounts", "re");
+
+	if (!f)
+		return 0;
+	while ((m = getmntent(f))) {
+		l = strlen(m->mnt_dir);
+		if (strcmp(m->mnt_type, "cgroup2") || l < best ||
+		    strncmp(path, m->mnt_dir, l) ||
+		    (path[l] != '/' && path[l] != '\0'))
+			continue;
+		best = l;
+	}
+	endmntent(f);
+	return best;
+}
+
+/*
+ * Is the served cgroup (a path under a cgroup2 mount) this process's
+ * cgroup or an ancestor of it? 1 yes, 0 no, -1 cannot tell.
+ */
+static int cgroup_served(const char *served)
+{
+	char own[PATH_MAX];
+	size_t ml = cgroup2_mount_len(served), rl;
+	const char *rel = served + ml;
+
+	if (!ml || !own_cgroup(own, sizeof(own)))
+		return -1;
+	rl = strlen(rel);
+	if (!rl)
+		return 1; /* the whole hierarchy */
+	return !strncmp(own, rel, rl) && (own[rl] == '/' || own[rl] == '\0');
+}
+
+/*
+ * Is loopfastd there, and does it serve this process's cgroup? Only
+ * warnings: the program runs either way. A socket this user may not
+ * open tells nothing (root's loopfastd may well serve this cgroup).
+ */
 static void daemon_check(const char *socket)
 {
-	char reply[4096];
+	char reply[4096], cg[PATH_MAX];
+	const char *p;
 	int err = lf_ctl_request(socket, "status", reply, sizeof(reply));
 
-	if (err)
+	if (err == -EACCES || err == -EPERM)
+		return;
+	if (err) {
 		pr_warn("loopfastd does not answer on %s (%s): the program runs, on plain TCP; start loopfastd for the fast path",
 			socket, err == -EREMOTEIO ? reply : strerror(-err));
+		return;
+	}
+	p = strstr(reply, "\ncgroup ");
+	if (!p)
+		return;
+	snprintf(cg, sizeof(cg), "%.*s", (int)strcspn(p + 8, "\n"), p + 8);
+	if (!cgroup_served(cg))
+		pr_warn("this process is not in the cgroup loopfastd serves (%s): the program's connections stay on plain TCP; move it in first (echo $$ > %s/cgroup.procs)",
+			cg, cg);
 }
 
 static void run_usage(FILE *f)
@@ -207,6 +326,7 @@ int lf_run_main(const char *socket, int argc, char **argv)
 {
 	struct run_opts o = { .socket = socket };
 	char shim[PATH_MAX], file[PATH_MAX];
+	const char *why;
 	int first, err;
 
 	first = run_parse(&o, argc, argv);
@@ -219,9 +339,10 @@ int lf_run_main(const char *socket, int argc, char **argv)
 		return 127;
 	}
 	cmd_resolve(argv[first], file, sizeof(file));
-	if (elf_is_static(file))
-		pr_warn("%s is statically linked: the shim cannot reach it, so it stays on plain TCP; use 'loopfastctl mode all' to put every loopback connection on the fast path",
-			file);
+	why = unreachable_why(file);
+	if (why)
+		pr_warn("%s %s: the shim cannot serve its reads, so its connections stay on plain TCP, also under mode all",
+			file, why);
 	daemon_check(o.socket);
 	err = preload_set(shim);
 	if (!err && !o.no_auto)

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
@@ -138,7 +139,7 @@ Test(run, warns_when_daemon_does_not_answer)
 	lf_env_finish(&env);
 }
 
-/* LD_PRELOAD cannot reach a static binary: warn, point to mode all, run. */
+/* LD_PRELOAD cannot reach a static binary: warn (mode all does not help). */
 Test(run, warns_for_a_static_binary)
 {
 	struct res r;
@@ -151,8 +152,78 @@ Test(run, warns_for_a_static_binary)
 	run_sh(&r, "%s --socket %s run -- %s/static", ctl(), env.sock, tmp);
 	cr_assert(r.code == 3, "exit %d, want 3: %s", r.code, r.err);
 	cr_assert(strstr(r.err, "statically linked") &&
-			  strstr(r.err, "mode all"),
+			  strstr(r.err, "also under mode all"),
 		  "stderr '%s'", r.err);
+	lf_env_finish(&env);
+}
+
+/*
+ * A dynamically linked Go program (its .go.buildinfo section) makes its
+ * system calls without libc: warned about too, and run.
+ */
+Test(run, warns_for_a_go_program)
+{
+	char src[PATH_MAX + 8];
+	struct res r;
+	FILE *f;
+
+	start();
+	snprintf(src, sizeof(src), "%s/g.c", tmp);
+	f = fopen(src, "we");
+	cr_assert(f);
+	fprintf(f,
+		"const char bi[16] __attribute__((section(\".go.buildinfo\")))"
+		" = \"x\";\nint main(void) { return bi[0] == 'x' ? 4 : 5; }\n");
+	fclose(f);
+	cr_assert(lf_sh("cc -o %s/gofake %s", tmp, src) == 0,
+		  "cc with a .go.buildinfo section");
+	run_sh(&r, "%s --socket %s run -- %s/gofake", ctl(), env.sock, tmp);
+	cr_assert(r.code == 4, "exit %d, want 4: %s", r.code, r.err);
+	cr_assert(strstr(r.err, "is a Go program"), "stderr '%s'", r.err);
+	lf_env_finish(&env);
+}
+
+/* Run from outside the served cgroup: its connections stay on TCP. */
+Test(run, warns_outside_the_served_cgroup)
+{
+	char out[PATH_MAX];
+	struct res r;
+
+	start();
+	cr_assert(snprintf(out, sizeof(out), "%s-out", env.cgroup) <
+		  (int)sizeof(out));
+	cr_assert(!mkdir(out, 0755), "mkdir %s: %s", out, strerror(errno));
+	run_sh(&r,
+	       "echo $$ > %s/cgroup.procs && exec %s --socket %s run -- true",
+	       out, ctl(), env.sock);
+	rmdir(out);
+	cr_assert(r.code == 0, "exit %d: %s", r.code, r.err);
+	cr_assert(strstr(r.err, "not in the cgroup loopfastd serves"),
+		  "stderr '%s'", r.err);
+	run_sh(&r, "%s --socket %s run -- true", ctl(), env.sock);
+	cr_assert(!strstr(r.err, "not in the cgroup"),
+		  "warned inside the served cgroup: '%s'", r.err);
+	lf_env_finish(&env);
+}
+
+/*
+ * A user who may not open root's control socket gets no "does not
+ * answer": the daemon may well serve the program (it is root's socket).
+ */
+Test(run, no_false_alarm_for_a_user)
+{
+	struct res r;
+
+	start();
+	cr_assert(lf_sh("cp %s %s/libloopfast.so %s/ && chmod -R a+rX %s",
+			ctl(), lf_build_dir(), tmp, tmp) == 0);
+	run_sh(&r,
+	       "setpriv --reuid=65534 --regid=65534 --clear-groups "
+	       "%s/loopfastctl --socket %s run --shim %s/libloopfast.so -- "
+	       "true",
+	       tmp, env.sock, tmp);
+	cr_assert(r.code == 0, "exit %d: %s", r.code, r.err);
+	cr_assert(!strstr(r.err, "does not answer"), "stderr '%s'", r.err);
 	lf_env_finish(&env);
 }
 
