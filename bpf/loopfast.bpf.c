@@ -223,6 +223,12 @@ int lf_setsockopt(struct bpf_sockopt *ctx)
 		return sockopt_sndbuf(ctx);
 	if (level != SOL_LOOPFAST || !sk)
 		return 1;
+	/*
+	 * A loopfastd serving a cgroup below ours took the option (its
+	 * program runs first): the innermost instance serves its subtree.
+	 */
+	if (ctx->optlen < 0)
+		return 1;
 	if (optname == LOOPFAST_SERVED)
 		return sockopt_served(ctx);
 	if (optname != LOOPFAST_FAST_PATH)
@@ -319,6 +325,9 @@ int lf_getsockopt(struct bpf_sockopt *ctx)
 	struct lf_sk *s;
 
 	if (ctx->level != SOL_LOOPFAST || !sk)
+		return 1;
+	/* Answered by the loopfastd of a cgroup below ours: it serves it. */
+	if (ctx->retval == 0)
 		return 1;
 	if (optname != LOOPFAST_FAST_PATH && optname != LOOPFAST_STATE &&
 	    optname != LOOPFAST_INQ && optname != LOOPFAST_SERVED)

@@ -14,18 +14,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
 
 static struct lf_env env;
 static char other[PATH_MAX], out[PATH_MAX];
+static char inner_cg[PATH_MAX], inner_pins[PATH_MAX], inner_sock[PATH_MAX];
+static pid_t inner = -1;
+
+/* The inner daemon of the nested test, and what it left. */
+static void inner_stop(void)
+{
+	if (inner > 0) {
+		kill(inner, SIGTERM);
+		waitpid(inner, NULL, 0);
+		inner = -1;
+	}
+	if (inner_pins[0])
+		lf_sh("%s/loopfastd --unload --pin-dir '%s' >/dev/null 2>&1",
+		      lf_build_dir(), inner_pins);
+	if (inner_cg[0])
+		rmdir(inner_cg);
+	unlink(inner_sock);
+	inner_cg[0] = inner_pins[0] = inner_sock[0] = '\0';
+}
 
 static void teardown(void)
 {
 	char cmd[PATH_MAX * 2];
 
+	inner_stop();
 	if (other[0]) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", other);
 		if (system(cmd))
@@ -194,5 +216,87 @@ Test(instances, background_start_lets_go_of_the_caller)
 	for (int i = 0; i < 100 && !kill(atoi(pid), 0); i++)
 		lf_sleep_ms(20);
 	cr_assert(kill(atoi(pid), 0), "the background daemon did not stop");
+	lf_env_finish(&env);
+}
+
+/* A counter of the daemon answering on sock. */
+static long long stat_of(const char *sock, const char *name)
+{
+	char cmd[PATH_MAX * 2], buf[64] = "";
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "%s/loopfastctl --socket %s stats | sed -n 's/^%s: //p'",
+		 lf_build_dir(), sock, name);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	pclose(f);
+	return buf[0] ? atoll(buf) : -1;
+}
+
+static void join(const char *cg)
+{
+	cr_assert(lf_sh("echo %d > '%s/cgroup.procs'", (int)getpid(), cg) == 0,
+		  "cannot move into %s", cg);
+}
+
+static int pair_state(void)
+{
+	int c, s, st;
+
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	st = lf_state(c) == 1 && lf_state(s) == 1;
+	cr_assert(send(c, "x", 1, 0) == 1 &&
+		  recv(s, (char[1]){ 0 }, 1, 0) == 1);
+	lf_close(&c);
+	lf_close(&s);
+	return st;
+}
+
+/*
+ * A loopfastd on a cgroup below another's: the innermost serves its
+ * subtree (its hooks run first and take the option; the outer ones leave
+ * what they took alone), the outer one everything else.
+ */
+Test(instances, nested_daemon_serves_its_subtree)
+{
+	char exe[PATH_MAX];
+	long long in0, out0;
+
+	start();
+	cr_assert(snprintf(inner_cg, sizeof(inner_cg), "%s/sub", env.cgroup) <
+		  (int)sizeof(inner_cg));
+	snprintf(inner_pins, sizeof(inner_pins), "/sys/fs/bpf/%s-in", env.name);
+	snprintf(inner_sock, sizeof(inner_sock), "/tmp/%s-in.sock", env.name);
+	cr_assert(!mkdir(inner_cg, 0755));
+	snprintf(exe, sizeof(exe), "%s/loopfastd", lf_build_dir());
+	inner = fork();
+	cr_assert(inner >= 0);
+	if (!inner) {
+		execl(exe, exe, "--foreground", "--cgroup", inner_cg,
+		      "--pin-dir", inner_pins, "--socket", inner_sock,
+		      (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100 && stat_of(inner_sock, "paired") < 0; i++)
+		lf_sleep_ms(50);
+	in0 = stat_of(inner_sock, "paired");
+	out0 = stat_of(env.sock, "paired");
+	cr_assert(in0 >= 0 && out0 >= 0, "a daemon does not answer");
+
+	join(inner_cg);
+	cr_assert(pair_state() == 1, "a pair in the inner cgroup is not fast");
+	join(env.cgroup);
+	cr_assert(stat_of(inner_sock, "paired") == in0 + 1 &&
+			  stat_of(env.sock, "paired") == out0,
+		  "the inner daemon did not pair it alone");
+	cr_assert(pair_state() == 1, "a pair in the outer cgroup is not fast");
+	cr_assert(stat_of(env.sock, "paired") == out0 + 1 &&
+			  stat_of(inner_sock, "paired") == in0 + 1,
+		  "the outer daemon did not pair it alone");
+	inner_stop();
 	lf_env_finish(&env);
 }
