@@ -77,6 +77,17 @@ static int loopfastd(const char *args)
 		     args, out);
 }
 
+/* loopfastd --foreground on these paths; its exit status. */
+static int daemon_on(const char *cgroup, const char *pins, const char *sock)
+{
+	char args[PATH_MAX * 4];
+
+	snprintf(args, sizeof(args),
+		 "--foreground --cgroup '%s' --pin-dir '%s' --socket '%s'",
+		 cgroup, pins, sock);
+	return loopfastd(args);
+}
+
 /* Does what loopfastd printed say needle? */
 static int said(const char *needle)
 {
@@ -107,16 +118,13 @@ static void first_still_serves(int progs)
 
 Test(instances, second_daemon_on_a_pin_dir_attaches_nothing)
 {
-	char args[PATH_MAX * 4];
 	int progs;
 
 	start();
 	progs = lf_env_attached_progs(&env);
 	snprintf(other, sizeof(other), "/tmp/%s-b.sock", env.name);
-	snprintf(args, sizeof(args),
-		 "--foreground --cgroup '%s' --pin-dir '%s' --socket '%s'",
-		 env.cgroup, env.pin_dir, other);
-	cr_assert(loopfastd(args) == 1, "a second daemon on the pin dir ran");
+	cr_assert(daemon_on(env.cgroup, env.pin_dir, other) == 1,
+		  "a second daemon on the pin dir ran");
 	cr_assert(said("another loopfastd uses pin dir"));
 	cr_assert(access(other, F_OK), "it left its socket behind");
 	first_still_serves(progs);
@@ -125,16 +133,13 @@ Test(instances, second_daemon_on_a_pin_dir_attaches_nothing)
 
 Test(instances, second_daemon_on_a_socket_attaches_nothing)
 {
-	char args[PATH_MAX * 4];
 	int progs;
 
 	start();
 	progs = lf_env_attached_progs(&env);
 	snprintf(other, sizeof(other), "/sys/fs/bpf/%s-b", env.name);
-	snprintf(args, sizeof(args),
-		 "--foreground --cgroup '%s' --pin-dir '%s' --socket '%s'",
-		 env.cgroup, other, env.sock);
-	cr_assert(loopfastd(args) == 1, "a second daemon on the socket ran");
+	cr_assert(daemon_on(env.cgroup, other, env.sock) == 1,
+		  "a second daemon on the socket ran");
 	cr_assert(said("another loopfastd answers on"));
 	cr_assert(access(other, F_OK), "it left a pin dir behind");
 	other[0] = '\0';
@@ -144,17 +149,14 @@ Test(instances, second_daemon_on_a_socket_attaches_nothing)
 
 Test(instances, a_file_at_the_socket_path_is_left_alone)
 {
-	char args[PATH_MAX * 4];
 	struct stat st;
 
 	start();
 	snprintf(other, sizeof(other), "/tmp/%s-file", env.name);
 	cr_assert(lf_sh("echo keep > '%s'", other) == 0);
 	lf_env_daemon_stop(&env);
-	snprintf(args, sizeof(args),
-		 "--foreground --cgroup '%s' --pin-dir '%s' --socket '%s'",
-		 env.cgroup, env.pin_dir, other);
-	cr_assert(loopfastd(args) == 1, "loopfastd took a regular file");
+	cr_assert(daemon_on(env.cgroup, env.pin_dir, other) == 1,
+		  "loopfastd took a regular file");
 	cr_assert(said("is not a socket"));
 	cr_assert(!stat(other, &st) && S_ISREG(st.st_mode) && st.st_size == 5,
 		  "the file was replaced");
@@ -184,15 +186,10 @@ Test(instances, unload_touches_only_a_free_pin_dir)
 
 Test(instances, pin_dir_with_a_dot_is_explained)
 {
-	char args[PATH_MAX * 4];
-
 	start();
 	lf_env_daemon_stop(&env);
 	snprintf(other, sizeof(other), "/sys/fs/bpf/%s-a.b", env.name);
-	snprintf(args, sizeof(args),
-		 "--foreground --cgroup '%s' --pin-dir '%s' --socket '%s'",
-		 env.cgroup, other, env.sock);
-	cr_assert(loopfastd(args) == 1);
+	cr_assert(daemon_on(env.cgroup, other, env.sock) == 1);
 	cr_assert(said("bpffs refuses names with a dot"));
 	other[0] = '\0';
 	lf_env_finish(&env);
