@@ -39,7 +39,13 @@ struct command {
 	const char *help;
 	const struct cmd_opt *opts; /* its own options, NULL-terminated */
 	int own_args; /* parses the rest of the command line itself */
+	/* What runs it; NULL: sent to loopfastd, its reply printed. */
+	int (*run)(const struct ctl_opts *o, int argc, char **argv);
 };
+
+static int conns_run(const struct ctl_opts *o, int argc, char **argv);
+static int check_run(const struct ctl_opts *o, int argc, char **argv);
+static int run_run(const struct ctl_opts *o, int argc, char **argv);
 
 enum { OPT_PROMETHEUS = 1000 };
 
@@ -54,24 +60,30 @@ static const struct cmd_opt stats_opts[] = {
 
 /* The one command table: dispatch, validation and --help. */
 static const struct command commands[] = {
-	{ "status", NULL, NULL,
-	  "daemon up, mode, filter policy and hooks found (exit 1 if down)",
-	  NULL, 0 },
-	{ "stats", NULL, NULL, "counters", stats_opts, 0 },
-	{ "conns", NULL, NULL, "the live fast connections", NULL, 0 },
-	{ "mode", "opt-in|all|off", mode_choices,
-	  "set the mode for new connections (root)", NULL, 0 },
-	{ "filter-policy", "respect|ignore", policy_choices,
-	  "respect or ignore packet-filter hooks (root)", NULL, 0 },
-	{ "reload", NULL, NULL, "re-read loopfastd's config file (root)", NULL,
-	  0 },
-	{ "unload", NULL, NULL, "detach and unpin the data path (root)", NULL,
-	  0 },
-	{ "check", NULL, NULL, "probe the kernel for what loopfast needs", NULL,
-	  0 },
-	{ "run", "[--no-auto] [--] CMD [ARGS...]", NULL,
-	  "run CMD with the shim preloaded, its TCP sockets opted in", NULL,
-	  1 },
+	{ .name = "status",
+	  .help = "daemon up, mode, filter policy and hooks found (exit 1 if down)" },
+	{ .name = "stats", .help = "counters", .opts = stats_opts },
+	{ .name = "conns",
+	  .help = "the live fast connections",
+	  .run = conns_run },
+	{ .name = "mode",
+	  .args = "opt-in|all|off",
+	  .choices = mode_choices,
+	  .help = "set the mode for new connections (root)" },
+	{ .name = "filter-policy",
+	  .args = "respect|ignore",
+	  .choices = policy_choices,
+	  .help = "respect or ignore packet-filter hooks (root)" },
+	{ .name = "reload", .help = "re-read loopfastd's config file (root)" },
+	{ .name = "unload", .help = "detach and unpin the data path (root)" },
+	{ .name = "check",
+	  .help = "probe the kernel for what loopfast needs",
+	  .run = check_run },
+	{ .name = "run",
+	  .args = "[--no-auto] [--] CMD [ARGS...]",
+	  .help = "run CMD with the shim preloaded, its TCP sockets opted in",
+	  .own_args = 1,
+	  .run = run_run },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -459,13 +471,15 @@ static int report_error(const struct ctl_opts *o, int err, const char *reply);
  * many there are. Text: the daemon's lines, or a sentence when there are
  * none; JSON: an array of objects, [] when empty.
  */
-static int conns_run(const struct ctl_opts *o)
+static int conns_run(const struct ctl_opts *o, int argc, char **argv)
 {
 	struct conns_out co = { .json = o->json };
 	struct ctl_opts plain = *o;
 	char fail[512];
 	int err;
 
+	(void)argc;
+	(void)argv;
 	err = lf_ctl_stream(o->socket, "conns", conns_line, &co, fail,
 			    sizeof(fail));
 	if (o->json && co.n)
@@ -639,6 +653,18 @@ static int parse_command(struct ctl_opts *o, const struct command *c, int argc,
 	return optind;
 }
 
+static int check_run(const struct ctl_opts *o, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return lf_check_run(o->json);
+}
+
+static int run_run(const struct ctl_opts *o, int argc, char **argv)
+{
+	return lf_run_main(o->socket, argc, argv);
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl_opts o = { .socket = LF_DEFAULT_SOCKET };
@@ -655,7 +681,7 @@ int main(int argc, char **argv)
 	if (!c)
 		return 2;
 	if (c->own_args)
-		return lf_run_main(o.socket, argc - first, argv + first);
+		return c->run(&o, argc - first, argv + first);
 	argc -= first;
 	argv += first;
 	ops = parse_command(&o, c, argc, argv);
@@ -680,9 +706,7 @@ int main(int argc, char **argv)
 			argv[ops]);
 		return 2;
 	}
-	if (!strcmp(c->name, "check"))
-		return lf_check_run(o.json);
-	if (!strcmp(c->name, "conns"))
-		return conns_run(&o);
+	if (c->run)
+		return c->run(&o, argc, argv);
 	return run_command(&o, c, arg);
 }
