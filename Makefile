@@ -166,7 +166,7 @@ tests: all $(UNIT_BINS) $(UNIT_ASAN_BINS) $(IT_BINS) $(TOOL_BINS) $(FUZZ_BINS) \
 # runs each for 30.
 FUZZ_TIME ?= 60
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	      -D_GNU_SOURCE -Icommon -Iinclude $(WARN)
+	      -D_GNU_SOURCE -Icommon -Ibpf -Iinclude $(WARN)
 FUZZ_COMMON := common/proto.c common/conf.c common/linebuf.c
 
 $(O)/tests/fuzz-%: tests/fuzz/%.c $(FUZZ_COMMON) | $(O)

@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "ctl.h"
+#include "proto.h"
 #include "stats.h"
 #include "log.h"
 #include "run.h"
@@ -49,9 +50,6 @@ static int run_run(const struct ctl_opts *o, int argc, char **argv);
 
 enum { OPT_PROMETHEUS = 1000 };
 
-static const char *const mode_choices[] = { "opt-in", "all", "off", NULL };
-static const char *const policy_choices[] = { "respect", "ignore", NULL };
-
 static const struct cmd_opt stats_opts[] = {
 	{ "prometheus", OPT_PROMETHEUS,
 	  "the Prometheus text format (node_exporter textfile collector)" },
@@ -68,11 +66,11 @@ static const struct command commands[] = {
 	  .run = conns_run },
 	{ .name = "mode",
 	  .args = "opt-in|all|off",
-	  .choices = mode_choices,
+	  .choices = lf_mode_names,
 	  .help = "set the mode for new connections (root)" },
 	{ .name = "filter-policy",
 	  .args = "respect|ignore",
-	  .choices = policy_choices,
+	  .choices = lf_policy_names,
 	  .help = "respect or ignore packet-filter hooks (root)" },
 	{ .name = "reload", .help = "re-read loopfastd's config file (root)" },
 	{ .name = "unload", .help = "detach and unpin the data path (root)" },

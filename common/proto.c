@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "lf_shared.h"
 #include "proto.h"
 
 int lf_proto_split(char *line, char **cmd, char **arg)
@@ -31,4 +32,23 @@ int lf_proto_split(char *line, char **cmd, char **arg)
 		return -EINVAL;
 	*arg = *sp ? sp : NULL;
 	return 0;
+}
+
+const char *const lf_mode_names[] = {
+	[LF_MODE_OPT_IN] = "opt-in",
+	[LF_MODE_ALL] = "all",
+	[LF_MODE_OFF] = "off",
+	[LF_MODE_OFF + 1] = NULL,
+};
+
+const char *const lf_policy_names[] = { "respect", "ignore", NULL };
+
+int lf_name_index(const char *const *names, const char *s)
+{
+	int i;
+
+	for (i = 0; s && names[i]; i++)
+		if (!strcmp(s, names[i]))
+			return i;
+	return -EINVAL;
 }

@@ -18,4 +18,15 @@
  */
 int lf_proto_split(char *line, char **cmd, char **arg);
 
+/*
+ * The protocol's words, NULL-terminated, each list in one place: the
+ * modes by enum lf_mode, the filter policies (0 respect, 1 ignore). The
+ * daemon parses and prints them; loopfastctl offers them as choices.
+ */
+extern const char *const lf_mode_names[];
+extern const char *const lf_policy_names[];
+
+/* The index of s in names, or -EINVAL. */
+int lf_name_index(const char *const *names, const char *s);
+
 #endif /* LF_PROTO_H */

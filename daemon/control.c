@@ -91,7 +91,7 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 	(void)arg;
 	reply_add(r, "version %s\npid %d\nmode %s\nfilter-policy %s\n",
 		  LF_VERSION, getpid(), lf_mode_name(d->cfg.mode),
-		  d->opts.filter_ignore ? "ignore" : "respect");
+		  lf_policy_names[!!d->opts.filter_ignore]);
 	reply_add(
 		r,
 		"veto %u\nveto-cgroups %u\ncgroup %s\npin-dir %s\nsocket %s\n",
@@ -277,13 +277,12 @@ static int cmd_mode(struct lf_daemon *d, const char *arg, struct reply *r)
 static int cmd_filter_policy(struct lf_daemon *d, const char *arg,
 			     struct reply *r)
 {
-	int ignore, err;
+	int ignore = lf_name_index(lf_policy_names, arg), err;
 
-	if (!arg || (strcmp(arg, "respect") && strcmp(arg, "ignore"))) {
+	if (ignore < 0) {
 		reply_add(r, "filter-policy must be respect or ignore");
 		return -EINVAL;
 	}
-	ignore = !strcmp(arg, "ignore");
 	err = lf_daemon_set_filter_policy(d, ignore);
 	if (!err)
 		reply_add(r, "filter-policy %s\n", arg);

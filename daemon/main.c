@@ -23,6 +23,7 @@
 #include "conf.h"
 #include "ctl.h"
 #include "log.h"
+#include "proto.h"
 #include "loopfastd.h"
 
 enum opt_id {
@@ -111,6 +112,17 @@ static int parse_u64(const char *s, __u64 *out)
 }
 
 /* Apply one option (from argv or the config file); -EINVAL names it. */
+/* "respect" or "ignore" into *ignore (0 or 1); -EINVAL for other words. */
+static int policy_parse(const char *val, int *ignore)
+{
+	int i = lf_name_index(lf_policy_names, val);
+
+	if (i < 0)
+		return i;
+	*ignore = i;
+	return 0;
+}
+
 static int opt_apply(struct lf_opts *o, int id, const char *val)
 {
 	__u64 v;
@@ -147,10 +159,7 @@ static int opt_apply(struct lf_opts *o, int id, const char *val)
 		o->mode = lf_mode_parse(val);
 		return o->mode < 0 ? -EINVAL : 0;
 	case OPT_FILTER_POLICY:
-		if (strcmp(val, "respect") && strcmp(val, "ignore"))
-			return -EINVAL;
-		o->filter_ignore = !strcmp(val, "ignore");
-		return 0;
+		return policy_parse(val, &o->filter_ignore);
 	case OPT_SOCKHASH_SIZE:
 		if (parse_u64(val, &v) || !v || v > (1U << 24))
 			return -EINVAL;

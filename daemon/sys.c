@@ -13,29 +13,19 @@
 #include <linux/magic.h>
 
 #include "log.h"
+#include "proto.h"
 #include "loopfastd.h"
-
-static const char *const mode_names[] = {
-	[LF_MODE_OPT_IN] = "opt-in",
-	[LF_MODE_ALL] = "all",
-	[LF_MODE_OFF] = "off",
-};
 
 const char *lf_mode_name(int mode)
 {
 	if (mode < 0 || mode > LF_MODE_OFF)
 		return "?";
-	return mode_names[mode];
+	return lf_mode_names[mode];
 }
 
 int lf_mode_parse(const char *s)
 {
-	int i;
-
-	for (i = 0; i <= LF_MODE_OFF; i++)
-		if (!strcmp(s, mode_names[i]))
-			return i;
-	return -EINVAL;
+	return lf_name_index(lf_mode_names, s);
 }
 
 /* The cgroup v2 mount point, from /proc/self/mounts (never hard-coded). */
