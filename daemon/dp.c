@@ -13,6 +13,7 @@
  * (6.12 and later), fexit on tcp_bpf_recvmsg where it does not (6.1).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,14 +27,40 @@
 #include "loopfastd.h"
 #include "loopfast.skel.h"
 
-#define COMPLETE_MARK "links/recv_length"
+/*
+ * What is pinned, one table each. A map's entry names its skeleton
+ * member; a link's, its program (NULL: the read counter dp_recv_pick
+ * chose) and where it attaches. The last link pinned marks a complete
+ * data path: it must stay last.
+ */
+#define SKEL_OFF(member) offsetof(struct loopfast_bpf, member)
 
-static const char *const map_pins[] = { "sk_store", "sockhash", "conns",
-					"config",   "stats",	"veto_cg",
-					"layout" };
-static const char *const link_pins[] = { "setsockopt", "getsockopt", "sockops",
-					 "recv_length" };
-#define CGROUP_LINKS 3 /* link_pins[0..2] attach to the cgroup */
+static const struct map_pin {
+	const char *name;
+	size_t off; /* of the struct bpf_map * in struct loopfast_bpf */
+} map_pins[] = {
+	{ "sk_store", SKEL_OFF(maps.lf_sk_store) },
+	{ "sockhash", SKEL_OFF(maps.lf_sockhash) },
+	{ "conns", SKEL_OFF(maps.lf_conns) },
+	{ "config", SKEL_OFF(maps.lf_config) },
+	{ "stats", SKEL_OFF(maps.lf_stats) },
+	{ "veto_cg", SKEL_OFF(maps.lf_veto_cg) },
+	{ "layout", SKEL_OFF(maps.lf_layout) },
+};
+
+static const struct link_pin {
+	const char *name;
+	size_t off; /* of the struct bpf_program *, or 0: dp->recv_prog */
+	int cgroup; /* attached to the served cgroup, else to the kernel */
+} link_pins[] = {
+	{ "setsockopt", SKEL_OFF(progs.lf_setsockopt), 1 },
+	{ "getsockopt", SKEL_OFF(progs.lf_getsockopt), 1 },
+	{ "sockops", SKEL_OFF(progs.lf_sockops), 1 },
+	{ "recv_length", 0, 0 }, /* last: the complete mark */
+};
+
+#define N_LINKS (sizeof(link_pins) / sizeof(link_pins[0]))
+_Static_assert(N_LINKS == LF_DP_LINKS, "lf_dp.links holds every link");
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -239,17 +266,26 @@ static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
 	return dp_layout_write(skel);
 }
 
-/* The program behind link_pins[i]. */
-static struct bpf_program *dp_prog(struct lf_dp *dp, int i)
+/* Does dir hold a complete data path (its last link pinned)? */
+static int dp_complete(const char *dir)
 {
-	struct bpf_program *progs[] = {
-		dp->skel->progs.lf_setsockopt,
-		dp->skel->progs.lf_getsockopt,
-		dp->skel->progs.lf_sockops,
-		dp->recv_prog,
-	};
+	char rel[64];
 
-	return progs[i];
+	snprintf(rel, sizeof(rel), "links/%s", link_pins[N_LINKS - 1].name);
+	return pin_exists(dir, rel);
+}
+
+/* The program behind link_pins[i]. */
+static struct bpf_program *dp_prog(struct lf_dp *dp, unsigned int i)
+{
+	if (!link_pins[i].off)
+		return dp->recv_prog;
+	return *(struct bpf_program **)((char *)dp->skel + link_pins[i].off);
+}
+
+static struct bpf_map *dp_map(struct lf_dp *dp, unsigned int i)
+{
+	return *(struct bpf_map **)((char *)dp->skel + map_pins[i].off);
 }
 
 /* Attach everything: sk_msg to the sockhash, the rest with BPF links. */
@@ -257,8 +293,8 @@ static int dp_attach(struct lf_dp *dp, const struct lf_opts *opts)
 {
 	struct loopfast_bpf *skel = dp->skel;
 	struct bpf_link *link;
-	int cg_fd, err, i;
-	int n = ARRAY_SIZE(link_pins);
+	unsigned int i;
+	int cg_fd, err;
 
 	err = bpf_prog_attach(bpf_program__fd(skel->progs.lf_msg),
 			      bpf_map__fd(skel->maps.lf_sockhash),
@@ -275,8 +311,8 @@ static int dp_attach(struct lf_dp *dp, const struct lf_opts *opts)
 		       opts->cgroup, strerror(-err));
 		return err;
 	}
-	for (i = 0; i < n; i++) {
-		if (i < CGROUP_LINKS)
+	for (i = 0; i < N_LINKS; i++) {
+		if (link_pins[i].cgroup)
 			link = bpf_program__attach_cgroup(dp_prog(dp, i),
 							  cg_fd);
 		else
@@ -285,7 +321,8 @@ static int dp_attach(struct lf_dp *dp, const struct lf_opts *opts)
 		if (err) {
 			pr_err("prog '%s': attach to %s: %s%s",
 			       bpf_program__name(dp_prog(dp, i)),
-			       i < CGROUP_LINKS ? opts->cgroup : "the kernel",
+			       link_pins[i].cgroup ? opts->cgroup :
+						     "the kernel",
 			       strerror(-err), hint_of(err));
 			goto out_close;
 		}
@@ -298,25 +335,18 @@ out_close:
 
 static int dp_pin(struct lf_dp *dp, const char *dir)
 {
-	struct loopfast_bpf *skel = dp->skel;
-	struct bpf_map *maps[] = {
-		skel->maps.lf_sk_store, skel->maps.lf_sockhash,
-		skel->maps.lf_conns,	skel->maps.lf_config,
-		skel->maps.lf_stats,	skel->maps.lf_veto_cg,
-		skel->maps.lf_layout,
-	};
 	char path[PATH_MAX];
 	unsigned int i;
 	int err;
 
-	for (i = 0; i < ARRAY_SIZE(maps); i++) {
-		pin_path(path, sizeof(path), dir, "maps", map_pins[i]);
-		err = bpf_map__pin(maps[i], path);
+	for (i = 0; i < ARRAY_SIZE(map_pins); i++) {
+		pin_path(path, sizeof(path), dir, "maps", map_pins[i].name);
+		err = bpf_map__pin(dp_map(dp, i), path);
 		if (err)
 			goto out_err;
 	}
-	for (i = 0; i < ARRAY_SIZE(link_pins); i++) {
-		pin_path(path, sizeof(path), dir, "links", link_pins[i]);
+	for (i = 0; i < N_LINKS; i++) {
+		pin_path(path, sizeof(path), dir, "links", link_pins[i].name);
 		err = bpf_link__pin(dp->links[i], path);
 		if (err)
 			goto out_err;
@@ -356,7 +386,7 @@ int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts)
 	err = lf_bpffs_ensure(opts->pin_dir);
 	if (err)
 		return err;
-	if (pin_exists(opts->pin_dir, COMPLETE_MARK)) {
+	if (dp_complete(opts->pin_dir)) {
 		err = dp_adopt(dp, opts);
 		if (err != -ESTALE)
 			return err;
@@ -516,12 +546,13 @@ static int dp_unpin_all(const char *pin_dir)
 	unsigned int i;
 	int err = 0;
 
-	for (i = 0; i < ARRAY_SIZE(link_pins); i++) {
-		pin_path(path, sizeof(path), pin_dir, "links", link_pins[i]);
+	for (i = 0; i < N_LINKS; i++) {
+		pin_path(path, sizeof(path), pin_dir, "links",
+			 link_pins[i].name);
 		unpin_link(path);
 	}
 	for (i = 0; i < ARRAY_SIZE(map_pins); i++) {
-		pin_path(path, sizeof(path), pin_dir, "maps", map_pins[i]);
+		pin_path(path, sizeof(path), pin_dir, "maps", map_pins[i].name);
 		if (unlink(path) && errno != ENOENT) {
 			err = -errno;
 			pr_warn("unpin '%s': %s", path, strerror(errno));

@@ -28,6 +28,8 @@ struct lf_opts {
 };
 
 /* The data path: BPF objects loaded (or adopted from the pin dir). */
+#define LF_DP_LINKS 4 /* link_pins in dp.c */
+
 struct lf_dp {
 	struct loopfast_bpf *skel; /* NULL when adopted from pins */
 	int config_fd;
@@ -37,7 +39,7 @@ struct lf_dp {
 	int veto_cg_fd; /* -1 when adopted from pins without it */
 	int adopted;
 	struct bpf_program *recv_prog; /* the read counter this kernel got */
-	struct bpf_link *links[4]; /* as link_pins in dp.c, until pinned */
+	struct bpf_link *links[LF_DP_LINKS]; /* as link_pins in dp.c */
 	__u32 sockhash_size;
 };
 
