@@ -17,7 +17,7 @@
 #define RR_MAX_KV 192
 #define RR_DETAILS 4096
 #define RR_PLAIN_BOUND_MS 15000 /* beyond: TCP itself stalled, no reference */
-#define RR_PORT_MS 10000
+#define RR_PORT_MS 30000
 #define RR_MAX_JOBS 16
 #define RR_AGAIN 5 /* plain runs that tell a stall from TCP's own */
 
