@@ -144,7 +144,7 @@ $(O)/tests/asan-unit-%: tests/unit/%.c $(COMMON_SRCS) | $(O)
 $(O)/tests/it-%: tests/integration/%.c $(TESTLIB_OBJS) | $(O)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests/lib $(DEPFLAGS) -MF $@.d $< $(TESTLIB_OBJS) -o $@ \
-		$(CRITERION_LIBS) -lpthread
+		$(CRITERION_LIBS) $(LIBBPF_LIBS) -lpthread
 
 $(O)/tests/%: tests/tools/%.c | $(O)
 	$(call msg,CC,$@)

@@ -401,14 +401,15 @@ static int probe_read_counter(char *why, size_t size)
 	if (rc == LF_RC_NONE) {
 		snprintf(
 			why, size,
-			"neither the sock_recv_length tracepoint (6.12+) nor tcp_bpf_recvmsg (6.1) in the kernel's BTF%s",
+			"no fexit on tcp_bpf_recvmsg attaches, and no sock_recv_length tracepoint (6.12+) in the kernel's BTF%s",
 			btf ? "" : " (no kernel BTF)");
 		return -ENOENT;
 	}
-	snprintf(why, size, "%s%s", lf_read_counter_name(rc),
-		 rc == LF_RC_FEXIT ?
-			 " (runs for sockets in a sockhash only)" :
-			 " (runs for every TCP receive on the machine)");
+	snprintf(
+		why, size, "%s%s", lf_read_counter_name(rc),
+		rc == LF_RC_FEXIT ?
+			" (runs for sockets in a sockhash only)" :
+			" (fexit on tcp_bpf_recvmsg refused here: runs for every receive on the machine)");
 	return 0;
 }
 

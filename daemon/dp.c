@@ -9,8 +9,10 @@
  * links/recv_length is pinned last and marks a complete data path.
  *
  * The read counter has two programs for one job; the kernel decides which
- * loads (dp_recv_pick): the sock_recv_length tracepoint where it exists
- * (6.12 and later), fexit on tcp_bpf_recvmsg where it does not (6.1).
+ * loads (dp_recv_pick): fexit on tcp_bpf_recvmsg, which only sockets in a
+ * sockhash reach, wherever the kernel lets it attach; else the
+ * sock_recv_length tracepoint (6.12 and later), which every receive of
+ * the machine runs.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -213,7 +215,7 @@ static int dp_recv_pick(struct loopfast_bpf *skel, struct bpf_program **prog)
 		pr_info("read counter: %s", lf_read_counter_name(rc));
 		return 0;
 	}
-	pr_err("the kernel has neither the sock_recv_length tracepoint nor a tcp_bpf_recvmsg function in its BTF (%s): loopfast needs one of them to count what a receiver read (CONFIG_DEBUG_INFO_BTF and CONFIG_BPF_STREAM_PARSER, Linux 6.1 or later)",
+	pr_err("the kernel lets no fexit program attach to tcp_bpf_recvmsg and has no sock_recv_length tracepoint (%s): loopfast needs one of them to count what a receiver read (CONFIG_DEBUG_INFO_BTF, CONFIG_BPF_STREAM_PARSER and CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, Linux 6.1 or later)",
 	       btf ? "BTF found" : "no kernel BTF");
 	return -EOPNOTSUPP;
 }

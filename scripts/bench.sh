@@ -11,6 +11,10 @@
 # from BUILD_DIR/bench/results.json with gnuplot (gnuplot-nox is installed
 # from Debian when missing). Removes everything it created on every way out.
 #
+# Then the host tax: plain TCP outside the served cgroup, with loopfastd
+# loaded and not loaded, TAX_ROUNDS pairs (default 7, 0: skip) in an
+# order that alternates, added to the JSON as "host_tax".
+#
 # Environment: ROUNDS (rounds, default 7) reaches loopfast-bench as is;
 # BENCH_ARGS are more loopfast-bench options, e.g. "--cpu-pin" or
 # "--only rr_1B,stream_64KiB"; LOOPFASTD_ARGS are more loopfastd options,
@@ -31,6 +35,8 @@ SOCK=/tmp/$TAG.sock
 ORIG_CG=
 DAT=
 BPID=
+TAX_DIR=
+TAX_WORKLOADS=rr_1B,stream_16KiB
 
 # Back to the cgroup this script came from, so that its own cgroup can go.
 cgroup_leave() {
@@ -47,6 +53,7 @@ cleanup() {
 	cgroup_leave
 	teardown
 	rm -f ${DAT:+"$DAT"}
+	rm -rf ${TAX_DIR:+"$TAX_DIR"}
 	log_finish
 	exit "$rc"
 }
@@ -172,6 +179,90 @@ plot '$DAT' using 2:3:4:xtic(1) title "plain loopback TCP" lc rgb "#7f7f7f", \
 EOF
 }
 
+# One plain run outside the served cgroup: the JSON into $1.
+tax_run() {
+	"$B/loopfast-bench" --plain --only "$TAX_WORKLOADS" --rounds 1 \
+		--out "$1" >/dev/null 2>&1 &
+	BPID=$!
+	wait "$BPID"
+	local rc=$?
+	BPID=
+	[ "$rc" -eq 0 ] || die "loopfast-bench --plain failed (exit $rc)"
+}
+
+# Pair r: loaded then not loaded, or the other way round; the daemon is
+# up when each pair starts and when it ends.
+tax_pair() {
+	local r=$1 dir=$2
+	if ((r % 2)); then
+		tax_run "$dir/loaded-$r.json"
+		daemon_stop
+		tax_run "$dir/unloaded-$r.json"
+	else
+		daemon_stop
+		tax_run "$dir/unloaded-$r.json"
+		daemon_start_quiet
+		tax_run "$dir/loaded-$r.json"
+		return 0
+	fi
+	daemon_start_quiet
+}
+
+daemon_start_quiet() {
+	# shellcheck disable=SC2086
+	daemon_start ${LOOPFASTD_ARGS:-} >/dev/null
+}
+
+# Per pair, the plain rate not loaded over the rate loaded (time terms:
+# above 1 is a tax); median and min-max into the JSON and on stdout.
+tax_report() {
+	python - "$1" "$JSON" "$TAX_ROUNDS" "$READ_COUNTER" <<'EOF2'
+import json, sys
+
+d, path, n, counter = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+
+def rate(kind, r, w):
+    with open("%s/%s-%d.json" % (d, kind, r)) as f:
+        doc = json.load(f)
+    for x in doc["workloads"]:
+        if x["name"] == w:
+            return x["transports"]["plain"][x["headline"]]["median"]
+    raise SystemExit("no %s in %s-%d.json" % (w, kind, r))
+
+with open(path) as f:
+    res = json.load(f)
+tax = {"read_counter": counter, "pairs": n, "workloads": {}}
+print("\nhost tax: plain TCP outside the served cgroup, loopfastd loaded / not loaded")
+print("(read counter %s), time ratio per pair, %d pairs:" % (counter, n))
+for w in ("rr_1B", "stream_16KiB"):
+    ratios = sorted(rate("unloaded", r, w) / rate("loaded", r, w)
+                    for r in range(n))
+    med = ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
+    tax["workloads"][w] = {"median": med, "min": ratios[0],
+                           "max": ratios[-1], "pairs": ratios}
+    print("  %-14s %.3f (%.3f-%.3f)  = %+.1f%%" %
+          (w, med, ratios[0], ratios[-1], (med - 1) * 100))
+res["host_tax"] = tax
+with open(path, "w") as f:
+    json.dump(res, f, indent=2)
+EOF2
+}
+
+host_tax() {
+	local r dir
+	[ "${TAX_ROUNDS:-7}" = 0 ] && return 0
+	TAX_ROUNDS=${TAX_ROUNDS:-7}
+	[[ $TAX_ROUNDS =~ ^[1-9][0-9]?$ ]] || die "TAX_ROUNDS takes 0..99"
+	READ_COUNTER=$(sed -n 's/.*read counter: \([^ ]*\).*/\1/p' "$LOG" | head -1)
+	dir=$(mktemp -d /tmp/$TAG.tax.XXXXXX) || die "mktemp failed"
+	TAX_DIR=$dir
+	say "host tax: $TAX_ROUNDS pairs of plain runs outside $CG, loopfastd loaded and not"
+	for ((r = 0; r < TAX_ROUNDS; r++)); do
+		tax_pair "$r" "$dir"
+	done
+	tax_report "$dir" || die "could not read the host-tax runs in $dir"
+}
+
 main() {
 	local t0
 	preflight
@@ -188,6 +279,7 @@ main() {
 	say "loopfast-bench in $CG (ROUNDS=${ROUNDS:-default}${LOOPFASTD_ARGS:+, loopfastd $LOOPFASTD_ARGS})"
 	run_bench "$@"
 	say "loopfast-bench took $((SECONDS - t0)) s"
+	host_tax
 	draw_chart
 	echo
 	say "JSON:  $JSON"

@@ -74,6 +74,23 @@ ratio() {
 
 row() { printf '  %-22s %14s %14s %12s\n' "$@"; }
 
+# Counter $1 of `loopfastctl stats` (this daemon served the fast run only).
+stat_of() { awk -v k="$1:" '$1 == k { print $2; exit }' <<<"$STATS"; }
+
+# How much of the fast run's bytes the fast path carried: a direction that
+# detoured took TCP for good, and its numbers are TCP's, not loopfast's.
+carried() {
+	local red det
+	red=$(stat_of bytes-redirected)
+	det=$(stat_of bytes-detoured)
+	[ -n "$red" ] && [ -n "$det" ] || return 0
+	awk -v r="$red" -v d="$det" 'BEGIN {
+		if (r + d == 0) exit
+		printf "  The fast run'"'"'s bytes: %.0f%% peer to peer, %.0f%% through TCP", 100 * r / (r + d), 100 * d / (r + d)
+		if (d > 0) printf " (a direction that detoured\n  takes TCP for good: its rows measure TCP, not loopfast)"
+		printf ".\n" }'
+}
+
 summary() {
 	local pm fm pp fp ps fs
 	pm=$(field "$plain_line" median)
@@ -89,10 +106,11 @@ summary() {
 	row "ping-pong p99" "$pp us" "$fp us" "$(ratio "$pp" "$fp")"
 	row "stream, 64 KiB writes" "$ps MB/s" "$fs MB/s" "$(ratio "$fs" "$ps")"
 	echo "  (gain: plain/fast for latency, fast/plain for throughput)"
+	carried
 }
 
 main() {
-	local plain_line="" fast_line=""
+	local plain_line="" fast_line="" STATS=""
 	preflight
 	on_exit cleanup
 	cgroup_create
@@ -114,7 +132,8 @@ main() {
 
 	echo
 	say "loopfastctl stats"
-	ctl stats
+	STATS=$(ctl stats)
+	echo "$STATS"
 	summary
 }
 

@@ -66,6 +66,7 @@ struct bench_opts {
 	int tiny;
 	int cpu; /* CPU for client and server, -1: not pinned */
 	uint32_t only; /* bit i: workload i runs */
+	int plain_only; /* --plain: plain TCP alone, anywhere (host tax) */
 	char out[4096];
 	double duration_s; /* timed phase of the duration-bound workloads */
 	double warmup_s; /* untimed start of the latency workloads */

@@ -112,7 +112,7 @@ static void usage(FILE *f)
 
 	fprintf(f,
 		"Usage: %s [--rounds N] [--tiny] [--only W1,W2] [--out FILE.json]\n"
-		"       %*s [--cpu-pin] [--duration SECONDS]\n"
+		"       %*s [--cpu-pin] [--duration SECONDS] [--plain]\n"
 		"\n"
 		"Plain loopback TCP, the loopfast fast path and AF_UNIX streams, measured\n"
 		"interleaved round by round. Run it inside a cgroup that loopfastd serves\n"
@@ -124,6 +124,8 @@ static void usage(FILE *f)
 		"  --out FILE        the JSON (default bench/results.json beside the binary)\n"
 		"  --cpu-pin         client and server on one CPU (the first allowed)\n"
 		"  --duration S      timed phase of each run (default 1, --tiny 0.05)\n"
+		"  --plain           plain TCP only, in any cgroup (scripts/bench.sh runs it\n"
+		"                    outside the served cgroup for the host tax)\n"
 		"  -h, --help        this text\n"
 		"\nWorkloads:",
 		BENCH_PROG, (int)strlen(BENCH_PROG), "", DEFAULT_ROUNDS);
@@ -262,6 +264,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		{ "out", required_argument, NULL, 'O' },
 		{ "cpu-pin", no_argument, NULL, 'c' },
 		{ "duration", required_argument, NULL, 'd' },
+		{ "plain", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
@@ -295,6 +298,9 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		case 'd':
 			if (parse_seconds(optarg, &duration))
 				bad = "--duration takes seconds, up to 600";
+			break;
+		case 'p':
+			o->plain_only = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -379,9 +385,12 @@ static int round_run(const struct bench_opts *o, unsigned int r)
 		if (!(o->only & (1u << w)))
 			continue;
 		fprintf(stderr, " %s", bench_workloads[w].name);
-		for (k = 0; k < TR_COUNT; k++) {
+		for (k = 0; k < (o->plain_only ? 1 : TR_COUNT); k++) {
 			err = measure(o, w,
-				      (enum transport)((k + r) % TR_COUNT), r);
+				      o->plain_only ?
+					      TR_PLAIN :
+					      (enum transport)((k + r) % TR_COUNT),
+				      r);
 			if (err) {
 				progress_break();
 				fprintf(stderr,
@@ -423,7 +432,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	pattern_init();
 	nan_fill();
-	if (preflight())
+	if (!o.plain_only && preflight())
 		return 1;
 	t0 = now_ns();
 	for (r = 0; r < o.rounds; r++)

@@ -22,6 +22,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <limits.h>
+#include <bpf/bpf.h>
+
 #include "harness.h"
 
 static struct lf_env env;
@@ -751,5 +754,111 @@ Test(data, thousand_concurrent_pairs)
 	cr_assert(lf_raise_nofile(4 * NPAIRS + 64) == 0);
 	start_env();
 	lf_diff(&env, case_many);
+	lf_env_finish(&env);
+}
+
+/* --- What sockets that are not fast pay --- */
+
+/* Run count and attach type of the program behind pin_dir/links/name. */
+static long long link_runs(const char *name, __u32 *attach_type)
+{
+	struct bpf_link_info link = {};
+	struct bpf_prog_info prog = {};
+	__u32 len = sizeof(link);
+	char path[PATH_MAX + 32];
+	int lfd, pfd;
+
+	snprintf(path, sizeof(path), "%s/links/%s", env.pin_dir, name);
+	lfd = bpf_obj_get(path);
+	cr_assert(lfd >= 0, "open %s: %s", path, strerror(errno));
+	cr_assert(!bpf_obj_get_info_by_fd(lfd, &link, &len), "link info");
+	close(lfd);
+	if (attach_type)
+		*attach_type = link.tracing.attach_type;
+	pfd = bpf_prog_get_fd_by_id(link.prog_id);
+	cr_assert(pfd >= 0, "program of %s: %s", path, strerror(errno));
+	len = sizeof(prog);
+	cr_assert(!bpf_obj_get_info_by_fd(pfd, &prog, &len), "program info");
+	close(pfd);
+	return (long long)prog.run_cnt;
+}
+
+static const char *const tax_links[] = { "setsockopt", "getsockopt", "sockops",
+					 "recv_length" };
+#define N_TAX_LINKS (sizeof(tax_links) / sizeof(tax_links[0]))
+
+static void link_runs_all(long long *runs, __u32 *counter_type)
+{
+	size_t i;
+
+	for (i = 0; i < N_TAX_LINKS; i++)
+		runs[i] = link_runs(tax_links[i], counter_type);
+}
+
+/* n one-byte round trips; every byte checked. */
+static void ping_pong(int c, int s, int n)
+{
+	char b;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		b = (char)i;
+		cr_assert_eq(send(c, &b, 1, 0), 1);
+		cr_assert_eq(recv(s, &b, 1, 0), 1);
+		cr_assert_eq(b, (char)i);
+		cr_assert_eq(send(s, &b, 1, 0), 1);
+		cr_assert_eq(recv(c, &b, 1, 0), 1);
+	}
+}
+
+/*
+ * Plain TCP outside the served cgroup runs none of loopfast's programs
+ * where the read counter is fexit on tcp_bpf_recvmsg (Debian's 6.1 and
+ * 6.12): the host pays nothing. Where the kernel refuses fexit and the
+ * counter is the sock_recv_length tracepoint, that one program runs for
+ * every receive of the machine: the test says how often. A fast pair in
+ * the cgroup then proves the run counts count.
+ */
+Test(data, sockets_outside_run_no_program)
+{
+	struct lf_env_opts o = { .no_enter = 1 };
+	long long before[N_TAX_LINKS], after[N_TAX_LINKS];
+	int stats, c, s, err;
+	__u32 type = 0;
+	size_t i;
+
+	err = lf_env_start(&env, &o);
+	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	stats = bpf_enable_stats(BPF_STATS_RUN_TIME);
+	cr_assert(stats >= 0, "BPF_ENABLE_STATS: %s", strerror(errno));
+	link_runs_all(before, &type);
+	lf_tcp_pair(AF_INET, "127.0.0.1", 0, 0, &c, &s);
+	ping_pong(c, s, 1000);
+	close(c);
+	close(s);
+	link_runs_all(after, NULL);
+	for (i = 0; i + 1 < N_TAX_LINKS; i++)
+		cr_expect_eq(after[i], before[i],
+			     "%s ran %lld times for sockets outside the cgroup",
+			     tax_links[i], after[i] - before[i]);
+	if (type == BPF_TRACE_FEXIT)
+		cr_expect_eq(
+			after[i], before[i],
+			"fexit read counter ran %lld times for plain sockets",
+			after[i] - before[i]);
+	else
+		cr_log_info(
+			"read counter sock_recv_length: %lld runs for 2000 plain receives",
+			after[i] - before[i]);
+	cr_assert(lf_env_enter(&env) == 0);
+	lf_diff_pair(1, AF_INET, "127.0.0.1", &c, &s);
+	ping_pong(c, s, 100);
+	link_runs_all(before, NULL);
+	cr_expect_geq(before[N_TAX_LINKS - 1] - after[N_TAX_LINKS - 1], 200,
+		      "the read counter ran %lld times for 200 fast receives",
+		      before[N_TAX_LINKS - 1] - after[N_TAX_LINKS - 1]);
+	close(c);
+	close(s);
+	close(stats);
 	lf_env_finish(&env);
 }

@@ -1474,7 +1474,8 @@ static void queue_bytes(struct splice_case *sc, uint64_t seed, size_t len)
 		if (!ioctl(sc->s, FIONREAD, &v) && v >= (int)len)
 			return;
 		ilen = sizeof(int);
-		if (!getsockopt(sc->s, SOL_LOOPFAST, LOOPFAST_INQ, &inq, &ilen) &&
+		if (!getsockopt(sc->s, SOL_LOOPFAST, LOOPFAST_INQ, &inq,
+				&ilen) &&
 		    inq >= (int)len)
 			return;
 		sleep_ms(2);
