@@ -59,7 +59,7 @@ TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
 EXAMPLE_BINS := $(patsubst examples/%.c,$(O)/examples/%,$(EXAMPLE_SRCS))
 
 .DELETE_ON_ERROR:
-.PHONY: all clean install uninstall check demo deps tests format bench bench-redis fuzz
+.PHONY: all clean install uninstall check demo deps tests format bench bench-redis bench-real fuzz
 
 all: $(O)/loopfastd $(O)/loopfastctl $(O)/libloopfast.so $(EXAMPLE_BINS)
 
@@ -212,6 +212,12 @@ bench-redis: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/redis-bench.sh $(O)
 
+# Programs nobody here wrote (sockperf, iperf3, redis, nginx, PostgreSQL),
+# plain TCP against both ends under `loopfastctl run`, interleaved.
+bench-real: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/bench-real.sh $(O)
+
 # The differential torture test (tests/torture): the runner links the
 # harness with a main of its own, the peer only the scenario code. `make
 # check` runs it short; `make torture SEED=S DURATION=SEC JOBS=N` runs
@@ -227,7 +233,7 @@ JOBS ?= 4
 $(O)/tests/torture: $(TT_RUN_SRCS) $(TT_HDRS) $(TESTLIB_OBJS) | $(O)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests/lib -Itests/torture $(TT_RUN_SRCS) \
-		$(TESTLIB_OBJS) -o $@ $(CRITERION_LIBS) -lpthread
+		$(TESTLIB_OBJS) -o $@ $(CRITERION_LIBS) $(LIBBPF_LIBS) -lpthread
 
 $(O)/tests/torture-peer: $(TT_PEER_SRCS) $(TT_HDRS) | $(O)
 	$(call msg,CC,$@)

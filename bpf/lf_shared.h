@@ -42,7 +42,7 @@ enum lf_mode {
  * them in lf_layout: a loopfastd adopts only pins of its own layout.
  * Bump it with any change to a pinned map's key or value.
  */
-#define LF_LAYOUT 3
+#define LF_LAYOUT 4
 
 /* The single entry of the lf_config array map; loopfastd is its only writer. */
 struct lf_config {
@@ -83,6 +83,7 @@ struct lf_key {
 #define LF_SK_IN_MAP 0x8 /* was put into the sockhash under its own key */
 #define LF_SK_CLOSED 0x10 /* its connection closed; in_* below count on */
 #define LF_SK_SMALL_SNDBUF 0x20 /* SO_SNDBUF under LF_MIN_SNDBUF was asked */
+#define LF_SK_RELEASED 0x40 /* its connection closed after its release */
 
 /*
  * The smallest SO_SNDBUF a socket in the sockhash gets (the kernel
@@ -124,6 +125,7 @@ enum lf_conn_state {
 	LF_CONN_PAIRED = 2, /* both in the sockhash */
 	LF_CONN_REGULAR =
 		3, /* client decided regular; reason already counted */
+	LF_CONN_RELEASED = 4, /* was paired; both sockets left the sockhash */
 };
 
 /*
@@ -153,6 +155,11 @@ struct lf_conn {
 	 * on the persist timer).
 	 */
 	__u32 small;
+	/*
+	 * Senders of d inside lf_msg's decision, from before they read tcp[d]
+	 * until redir[d] counts what they redirect: the release waits for 0.
+	 */
+	__u32 busy[2];
 	__u32 pad2;
 };
 
@@ -164,6 +171,7 @@ enum lf_tcp_why {
 	LF_WHY_SMALL, /* a small-write stream: TCP coalesces it better */
 	LF_WHY_STATE, /* sent before the pair completed, or after shutdown */
 	LF_WHY_PEER_GONE, /* the peer left the sockhash */
+	LF_WHY_RELEASE, /* the other direction took TCP: the pair was released */
 };
 
 /* Index of each per-CPU counter in lf_stats. */
@@ -183,6 +191,7 @@ enum lf_stat {
 	LF_ST_MSGS_DETOURED,
 	LF_ST_BYTES_DETOURED,
 	LF_ST_TCP_SMALL,
+	LF_ST_RELEASED,
 	LF_ST_MAX,
 };
 

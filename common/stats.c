@@ -45,6 +45,8 @@ const struct lf_stat_desc lf_stat_descs[LF_ST_MAX] = {
 	[LF_ST_TCP_SMALL] = { "tcp-small-writes", "small_write_connections",
 			      NULL,
 			      "Paired connections sent to TCP for good as small-write streams." },
+	[LF_ST_RELEASED] = { "released", "released_connections", NULL,
+			     "Paired connections released to plain TCP once a direction took TCP." },
 };
 
 const struct lf_stat_desc *lf_stat_find(const char *key, size_t len)

@@ -191,6 +191,8 @@ static const char *conn_state_name(__u32 state)
 		return "pending";
 	case LF_CONN_PAIRED:
 		return "paired";
+	case LF_CONN_RELEASED:
+		return "released";
 	default:
 		return "regular";
 	}
@@ -200,9 +202,10 @@ static const char *conn_state_name(__u32 state)
 static const char *tcp_why_name(__u32 why)
 {
 	static const char *const names[] = {
-		[LF_WHY_NONE] = "-",	     [LF_WHY_BACKLOG] = "backlog",
-		[LF_WHY_LOWAT] = "rcvlowat", [LF_WHY_SMALL] = "small-writes",
-		[LF_WHY_STATE] = "state",    [LF_WHY_PEER_GONE] = "peer-gone",
+		[LF_WHY_NONE] = "-",	      [LF_WHY_BACKLOG] = "backlog",
+		[LF_WHY_LOWAT] = "rcvlowat",  [LF_WHY_SMALL] = "small-writes",
+		[LF_WHY_STATE] = "state",     [LF_WHY_PEER_GONE] = "peer-gone",
+		[LF_WHY_RELEASE] = "release",
 	};
 
 	return why < sizeof(names) / sizeof(names[0]) ? names[why] : "?";
@@ -642,7 +645,8 @@ static int conns_chunk(struct lf_daemon *d, struct lf_client *c)
 	}
 	for (i = 0; i < count; i++)
 		if (batch_vals[i].state == LF_CONN_PAIRED ||
-		    batch_vals[i].state == LF_CONN_PENDING)
+		    batch_vals[i].state == LF_CONN_PENDING ||
+		    batch_vals[i].state == LF_CONN_RELEASED)
 			conn_line(&batch_keys[i], &batch_vals[i], &r);
 	if (last > 0)
 		reply_add(&r, "OK\n");

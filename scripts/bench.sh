@@ -36,6 +36,7 @@ ORIG_CG=
 DAT=
 BPID=
 TAX_DIR=
+STATS_WAS=
 TAX_WORKLOADS=rr_1B,stream_16KiB
 
 # Back to the cgroup this script came from, so that its own cgroup can go.
@@ -54,6 +55,7 @@ cleanup() {
 	teardown
 	rm -f ${DAT:+"$DAT"}
 	rm -rf ${TAX_DIR:+"$TAX_DIR"}
+	[ -n "$STATS_WAS" ] && sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
 	log_finish
 	exit "$rc"
 }
@@ -179,8 +181,25 @@ plot '$DAT' using 2:3:4:xtic(1) title "plain loopback TCP" lc rgb "#7f7f7f", \
 EOF
 }
 
-# One plain run outside the served cgroup: the JSON into $1.
+# Run count and run time (ns) of the read counter, "RUNS NS", from the
+# kernel's BPF statistics (counted while kernel.bpf_stats_enabled is 1).
+counter_stats() {
+	local id
+	id=$(bpftool -j link show pinned "$PIN/links/recv_length" 2>/dev/null |
+		python -c 'import json, sys; print(json.load(sys.stdin)["prog_id"])') ||
+		return 1
+	bpftool -j prog show id "$id" |
+		python -c 'import json, sys; p = json.load(sys.stdin); print(p.get("run_cnt", 0), p.get("run_time_ns", 0))'
+}
+
+# One plain run outside the served cgroup: the JSON into $1; with the
+# daemon loaded, the read counter's runs and time during it into $1.prog.
 tax_run() {
+	local before after
+	case $1 in
+	*/loaded-*) before=$(counter_stats) || before= ;;
+	*) before= ;;
+	esac
 	"$B/loopfast-bench" --plain --only "$TAX_WORKLOADS" --rounds 1 \
 		--out "$1" >/dev/null 2>&1 &
 	BPID=$!
@@ -188,6 +207,9 @@ tax_run() {
 	local rc=$?
 	BPID=
 	[ "$rc" -eq 0 ] || die "loopfast-bench --plain failed (exit $rc)"
+	[ -n "$before" ] && after=$(counter_stats) &&
+		echo "$before $after" >"$1.prog"
+	return 0
 }
 
 # Pair r: loaded then not loaded, or the other way round; the daemon is
@@ -232,6 +254,15 @@ def rate(kind, r, w):
 with open(path) as f:
     res = json.load(f)
 tax = {"read_counter": counter, "pairs": n, "workloads": {}}
+runs = ns = 0
+for r in range(n):
+    try:
+        with open("%s/loaded-%d.json.prog" % (d, r)) as f:
+            r0, t0, r1, t1 = (int(x) for x in f.read().split())
+        runs, ns = runs + r1 - r0, ns + t1 - t0
+    except (OSError, ValueError):
+        pass
+tax["counter_runs"], tax["counter_ns"] = runs, ns
 print("\nhost tax: plain TCP outside the served cgroup, loopfastd loaded / not loaded")
 print("(read counter %s), time ratio per pair, %d pairs:" % (counter, n))
 for w in ("rr_1B", "stream_16KiB"):
@@ -242,6 +273,8 @@ for w in ("rr_1B", "stream_16KiB"):
                            "max": ratios[-1], "pairs": ratios}
     print("  %-14s %.3f (%.3f-%.3f)  = %+.1f%%" %
           (w, med, ratios[0], ratios[-1], (med - 1) * 100))
+print("  read counter during the loaded plain runs (BPF stats): %d runs%s" %
+      (runs, ", %.0f ns each" % (ns / runs) if runs else ""))
 res["host_tax"] = tax
 with open(path, "w") as f:
     json.dump(res, f, indent=2)
@@ -257,9 +290,13 @@ host_tax() {
 	dir=$(mktemp -d /tmp/$TAG.tax.XXXXXX) || die "mktemp failed"
 	TAX_DIR=$dir
 	say "host tax: $TAX_ROUNDS pairs of plain runs outside $CG, loopfastd loaded and not"
+	STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null)
+	sysctl -qw kernel.bpf_stats_enabled=1 2>/dev/null
 	for ((r = 0; r < TAX_ROUNDS; r++)); do
 		tax_pair "$r" "$dir"
 	done
+	[ -n "$STATS_WAS" ] && sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
+	STATS_WAS=
 	tax_report "$dir" || die "could not read the host-tax runs in $dir"
 }
 

@@ -77,17 +77,20 @@ row() { printf '  %-22s %14s %14s %12s\n' "$@"; }
 # Counter $1 of `loopfastctl stats` (this daemon served the fast run only).
 stat_of() { awk -v k="$1:" '$1 == k { print $2; exit }' <<<"$STATS"; }
 
-# How much of the fast run's bytes the fast path carried: a direction that
-# detoured took TCP for good, and its numbers are TCP's, not loopfast's.
+# What the fast path carried of the fast run: a direction that detoured
+# took TCP for good, and a released pair is plain TCP again; bytes after a
+# release are TCP's and counted nowhere, so the rows then measure mostly
+# TCP, not loopfast.
 carried() {
-	local red det
+	local red det rel
 	red=$(stat_of bytes-redirected)
 	det=$(stat_of bytes-detoured)
+	rel=$(stat_of released)
 	[ -n "$red" ] && [ -n "$det" ] || return 0
-	awk -v r="$red" -v d="$det" 'BEGIN {
-		if (r + d == 0) exit
-		printf "  The fast run'"'"'s bytes: %.0f%% peer to peer, %.0f%% through TCP", 100 * r / (r + d), 100 * d / (r + d)
-		if (d > 0) printf " (a direction that detoured\n  takes TCP for good: its rows measure TCP, not loopfast)"
+	awk -v r="$red" -v d="$det" -v rel="${rel:-0}" 'BEGIN {
+		printf "  The fast run: %.1f MB peer to peer, %.1f MB through TCP while paired", r / 1e6, d / 1e6
+		if (rel > 0) printf ",\n  then released to plain TCP (a direction detoured): the rows after that are TCP'"'"'s"
+		else if (d > 0) printf ",\n  after a detour: those bytes are TCP'"'"'s"
 		printf ".\n" }'
 }
 

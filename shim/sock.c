@@ -4,6 +4,7 @@
  * program makes, and the auto opt-in.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
@@ -31,11 +32,27 @@ static int fast_path_ioctl(int fd, const void *arg)
 }
 
 /*
+ * TCP's queue as a peek that copies nothing counts it (at least its first
+ * segments): for a fast socket whose pair was released to plain TCP. Until
+ * the sockmap lets go of such a socket (a reader inside its recvmsg holds
+ * it a moment longer), the kernel's FIONREAD still counts only the
+ * redirected queue, which the release left empty: 0 with bytes waiting.
+ */
+static int tcp_queued(int fd)
+{
+	ssize_t n = REAL(recv)(fd, NULL, INT_MAX,
+			       MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+
+	return n > 0 ? (int)(n > INT_MAX ? INT_MAX : n) : 0;
+}
+
+/*
  * FIONREAD (SIOCINQ) on a fast socket counts one receive queue only: once
  * a direction took TCP, bytes in the other are missing, and a program
  * that reads only what FIONREAD promised (nginx with edge-triggered
  * epoll) waits forever. LOOPFAST_INQ counts both; it is -1 (or fails)
- * for a socket that is not paired, which keeps the kernel's answer.
+ * for a socket that is not paired or was released, which keeps the
+ * kernel's answer (or TCP's, see tcp_queued).
  */
 static int fionread_ioctl(int (*real)(int, unsigned long, ...), int fd,
 			  void *arg)
@@ -45,9 +62,12 @@ static int fionread_ioctl(int (*real)(int, unsigned long, ...), int fd,
 
 	if (ret)
 		return ret;
-	if (!getsockopt(fd, SOL_LOOPFAST, LOOPFAST_INQ, &inq, &len) &&
-	    inq > *(int *)arg)
+	if (getsockopt(fd, SOL_LOOPFAST, LOOPFAST_INQ, &inq, &len))
+		inq = -1;
+	if (inq > *(int *)arg)
 		*(int *)arg = inq;
+	else if (inq < 0 && !*(int *)arg && shim__fd_state(fd) == SHIM_FD_FAST)
+		*(int *)arg = tcp_queued(fd);
 	errno = saved;
 	return 0;
 }

@@ -22,8 +22,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <limits.h>
-#include <bpf/bpf.h>
+#include <linux/bpf.h>
 
 #include "harness.h"
 
@@ -759,30 +758,6 @@ Test(data, thousand_concurrent_pairs)
 
 /* --- What sockets that are not fast pay --- */
 
-/* Run count and attach type of the program behind pin_dir/links/name. */
-static long long link_runs(const char *name, __u32 *attach_type)
-{
-	struct bpf_link_info link = {};
-	struct bpf_prog_info prog = {};
-	__u32 len = sizeof(link);
-	char path[PATH_MAX + 32];
-	int lfd, pfd;
-
-	snprintf(path, sizeof(path), "%s/links/%s", env.pin_dir, name);
-	lfd = bpf_obj_get(path);
-	cr_assert(lfd >= 0, "open %s: %s", path, strerror(errno));
-	cr_assert(!bpf_obj_get_info_by_fd(lfd, &link, &len), "link info");
-	close(lfd);
-	if (attach_type)
-		*attach_type = link.tracing.attach_type;
-	pfd = bpf_prog_get_fd_by_id(link.prog_id);
-	cr_assert(pfd >= 0, "program of %s: %s", path, strerror(errno));
-	len = sizeof(prog);
-	cr_assert(!bpf_obj_get_info_by_fd(pfd, &prog, &len), "program info");
-	close(pfd);
-	return (long long)prog.run_cnt;
-}
-
 static const char *const tax_links[] = { "setsockopt", "getsockopt", "sockops",
 					 "recv_length" };
 #define N_TAX_LINKS (sizeof(tax_links) / sizeof(tax_links[0]))
@@ -791,8 +766,11 @@ static void link_runs_all(long long *runs, __u32 *counter_type)
 {
 	size_t i;
 
-	for (i = 0; i < N_TAX_LINKS; i++)
-		runs[i] = link_runs(tax_links[i], counter_type);
+	for (i = 0; i < N_TAX_LINKS; i++) {
+		runs[i] = lf_link_runs(&env, tax_links[i], counter_type);
+		cr_assert(runs[i] >= 0, "run count of %s: %s", tax_links[i],
+			  strerror((int)-runs[i]));
+	}
 }
 
 /* n one-byte round trips; every byte checked. */
@@ -829,8 +807,8 @@ Test(data, sockets_outside_run_no_program)
 
 	err = lf_env_start(&env, &o);
 	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
-	stats = bpf_enable_stats(BPF_STATS_RUN_TIME);
-	cr_assert(stats >= 0, "BPF_ENABLE_STATS: %s", strerror(errno));
+	stats = lf_stats_enable();
+	cr_assert(stats >= 0, "BPF_ENABLE_STATS: %s", strerror(-stats));
 	link_runs_all(before, &type);
 	lf_tcp_pair(AF_INET, "127.0.0.1", 0, 0, &c, &s);
 	ping_pong(c, s, 1000);

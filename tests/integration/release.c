@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/bpf.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -202,10 +204,16 @@ Test(release, small_write_stream_is_released_intact)
 		  "a 256 MiB stream of small writes was not released");
 	cr_assert(lf_state(c) == 1 && lf_state(s) == 1,
 		  "a released pair must still report LOOPFAST_STATE 1");
+	cr_assert(lf_env_stat_wait(&env, "released", 1, 2000) >= 1,
+		  "the pair did not leave the sockhash once on TCP");
 	cr_assert(lf_env_ctl(&env, "conns", reply, sizeof(reply)) == 0);
-	/* The sending direction; the other takes TCP at its first send. */
-	cr_assert(strstr(reply, "c2s-tcp=1 c2s-why=small-writes") &&
-			  strstr(reply, "s2c-tcp=0 s2c-why=-"),
+	/*
+	 * The sending direction took TCP; the release sent the other one
+	 * there too, and the pair is plain TCP again.
+	 */
+	cr_assert(strstr(reply, "state=released") &&
+			  strstr(reply, "c2s-tcp=1 c2s-why=small-writes") &&
+			  strstr(reply, "s2c-tcp=1 s2c-why=release"),
 		  "conns:\n%s", reply);
 	lf_close(&c);
 	lf_close(&s);
@@ -387,5 +395,102 @@ Test(release, small_stream_without_daemon_stays_intact)
 	dirs_run(&snd, &rcv, 1);
 	lf_close(&c);
 	lf_close(&s);
+	lf_env_finish(&env);
+}
+
+/* Send len pattern bytes from off in chunks; the peer is read elsewhere. */
+static void send_all(int fd, uint64_t seed, uint64_t off, size_t len)
+{
+	char buf[65536];
+	size_t n;
+
+	while (len) {
+		n = len < sizeof(buf) ? len : sizeof(buf);
+		lf_pattern_fill(seed, off, buf, n);
+		cr_assert_eq(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+		off += n;
+		len -= n;
+	}
+}
+
+/* Read exactly len bytes and check them against the pattern. */
+static void recv_all(int fd, uint64_t seed, uint64_t off, size_t len)
+{
+	char buf[65536];
+	ssize_t n;
+
+	while (len) {
+		n = recv(fd, buf, len < sizeof(buf) ? len : sizeof(buf), 0);
+		cr_assert(n > 0, "recv at %llu: %zd (%s)",
+			  (unsigned long long)off, n, strerror(errno));
+		cr_assert(lf_pattern_check(seed, off, buf, (size_t)n) < 0,
+			  "bytes at %llu differ", (unsigned long long)off);
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+}
+
+/*
+ * A reader that falls behind sends its direction to TCP (backlog); once
+ * it read every redirected byte, the next ACK releases the pair: both
+ * sockets leave the sockhash and the connection is plain TCP, with no
+ * loopfast program on its sends (sk_msg) or, where the read counter is
+ * fexit on tcp_bpf_recvmsg, its reads. Bytes stay intact both ways,
+ * LOOPFAST_STATE stays 1 and FIONREAD counts TCP's queue.
+ */
+Test(release, detoured_pair_leaves_the_sockhash)
+{
+	struct lf_env_opts o = { .detour_limit = 65536 };
+	long long msg0, msg1, rd0, rd1;
+	char reply[4096];
+	int c, s, stats, v = 0, i;
+	__u32 type = 0;
+
+	start(&o);
+	stats = lf_stats_enable();
+	cr_assert(stats >= 0, "BPF_ENABLE_STATS: %s", strerror(-stats));
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	conn_timeouts(c, s);
+	cr_assert(lf_state(c) == 1 && lf_state(s) == 1);
+	send_all(c, 7, 0, 256 << 10); /* 4x the limit, unread: detours */
+	recv_all(s, 7, 0, 256 << 10);
+	for (i = 0; i < 50 && lf_env_stat(&env, "released") < 1; i++) {
+		send_all(c, 7, (256 << 10) + i * 1000ULL, 1000);
+		recv_all(s, 7, (256 << 10) + i * 1000ULL, 1000);
+		lf_sleep_ms(10);
+	}
+	cr_assert(lf_env_stat(&env, "released") >= 1,
+		  "a detoured pair with nothing unread was not released");
+	cr_assert(lf_env_ctl(&env, "conns", reply, sizeof(reply)) == 0);
+	cr_assert(strstr(reply, "state=released") &&
+			  strstr(reply, "c2s-tcp=1 c2s-why=backlog") &&
+			  strstr(reply, "s2c-tcp=1 s2c-why=release"),
+		  "conns:\n%s", reply);
+	msg0 = lf_msg_runs(&env);
+	rd0 = lf_link_runs(&env, "recv_length", &type);
+	cr_assert(msg0 >= 0 && rd0 >= 0, "run counts: %lld %lld", msg0, rd0);
+	send_all(c, 8, 0, 4 << 20);
+	recv_all(s, 8, 0, 4 << 20);
+	send_all(s, 9, 0, 1 << 20);
+	recv_all(c, 9, 0, 1 << 20);
+	msg1 = lf_msg_runs(&env);
+	rd1 = lf_link_runs(&env, "recv_length", NULL);
+	cr_expect_eq(msg1, msg0, "sk_msg ran %lld times on a released pair",
+		     msg1 - msg0);
+	if (type == BPF_TRACE_FEXIT)
+		cr_expect_eq(
+			rd1, rd0,
+			"the read counter ran %lld times on a released pair",
+			rd1 - rd0);
+	send_all(c, 10, 0, 1000);
+	for (i = 0; i < 100 && v < 1000; i++, lf_sleep_ms(5))
+		cr_assert(ioctl(s, FIONREAD, &v) == 0);
+	cr_expect_eq(v, 1000, "FIONREAD on a released pair: %d", v);
+	recv_all(s, 10, 0, 1000);
+	cr_assert(lf_state(c) == 1 && lf_state(s) == 1,
+		  "a released pair must still report LOOPFAST_STATE 1");
+	lf_close(&c);
+	lf_close(&s);
+	close(stats);
 	lf_env_finish(&env);
 }

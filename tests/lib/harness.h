@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <linux/types.h>
 
 #include "loopfast.h"
 
@@ -384,6 +385,16 @@ void lf_diff_(struct lf_env *env, const char *what, lf_case_fn fn);
 void lf_diff_pair_(int fast, int family, const char *addr, int *cfd, int *sfd);
 #define lf_diff_pair(...) \
 	(lf__at(__FILE__, __LINE__), lf_diff_pair_(__VA_ARGS__))
+
+/*
+ * progstats.c: run counts of loopfast's programs (the kernel counts them
+ * while the fd lf_stats_enable() returns is open; -errno).
+ */
+int lf_stats_enable(void);
+/* The program behind env's links/NAME; *type its tracing attach type. */
+long long lf_link_runs(struct lf_env *env, const char *name, __u32 *type);
+/* The sk_msg program on env's sockhash (BPF_PROG_QUERY: 6.0 and later). */
+long long lf_msg_runs(struct lf_env *env);
 
 /* Bounded wait for poll events on one fd; revents or 0 on timeout. */
 int lf_poll1(int fd, short events, int timeout_ms);
