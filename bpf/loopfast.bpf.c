@@ -620,6 +620,14 @@ static __always_inline void ops_passive(struct bpf_sock_ops *skops)
 	stat_add(LF_ST_PAIRED, 1);
 }
 
+/* The slot s holds, if it is still this socket's (cookie), else NULL. */
+static __always_inline struct lf_conn *conn_of(struct lf_sk *s)
+{
+	struct lf_conn *c = bpf_map_lookup_elem(&lf_conns, &s->conn);
+
+	return c && c->cookie[s->dir & 1] == s->cookie ? c : NULL;
+}
+
 /*
  * Last close of either end: drop its reference on the slot, and forget
  * the connection in the socket (a socket may connect again).
@@ -636,8 +644,8 @@ static __always_inline void ops_close(struct bpf_sock_ops *skops)
 	if (!s || !(s->flags & LF_SK_CONN))
 		return;
 	s->flags &= ~LF_SK_CONN;
-	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
-	if (!c || c->cookie[s->dir & 1] != s->cookie)
+	c = conn_of(s);
+	if (!c)
 		return;
 	if (c->state == LF_CONN_PAIRED) {
 		s->in_redir = c->redir[!(s->dir & 1)];
@@ -651,26 +659,53 @@ static __always_inline void ops_close(struct bpf_sock_ops *skops)
 }
 
 /*
- * Send every direction still redirecting to TCP; then 1 when no sender is
- * inside lf_msg's decision and nothing redirected is unread either way.
- * Each tcp[d] is set by an atomic that orders it before the busy[d] read,
- * and lf_msg raises busy[d] the same way before it reads tcp[d]: either
- * that sender sees TCP, or this sees it busy, or its redirect is already
- * in redir[d] (counted before it is queued) and so unread.
+ * Send each direction still redirecting to TCP once its reader has read
+ * every redirected byte (earlier, those bytes would shrink the window TCP
+ * advertises, and reading them sends no window update: the sender would
+ * wait on the persist timer); then 1 when no sender is inside lf_msg's
+ * decision and nothing redirected is unread either way. Each tcp[d] is
+ * set by an atomic that orders it before the busy[d] read, and lf_msg
+ * raises busy[d] the same way before it reads tcp[d]: either that sender
+ * sees TCP, or this sees it busy, or its redirect is already in redir[d]
+ * (counted before it is queued) and so unread.
  */
 static __always_inline int release_quiet(struct lf_conn *c)
 {
 	__u32 d;
 
 	for (d = 0; d < 2; d++)
-		if (!__sync_fetch_and_or(&c->tcp[d], 1)) {
+		if (!READ_ONCE(c->tcp[d]) &&
+		    !lf_unread_redirected(c->redir[d], c->read[d]) &&
+		    !__sync_fetch_and_or(&c->tcp[d], 1)) {
 			c->why[d] = LF_WHY_RELEASE;
 			stat_add(LF_ST_DETOURS, 1);
 		}
+	if (!READ_ONCE(c->tcp[0]) || !READ_ONCE(c->tcp[1]))
+		return 0;
 	if (READ_ONCE(c->busy[0]) || READ_ONCE(c->busy[1]))
 		return 0;
 	return !lf_unread_redirected(c->redir[0], c->read[0]) &&
 	       !lf_unread_redirected(c->redir[1], c->read[1]);
+}
+
+/*
+ * Released are pairs with a bulk direction on TCP: a reader that fell
+ * behind (backlog) or a small-write stream, where the sockmap's send path
+ * costs throughput. Not a direction that took TCP for SO_RCVLOWAT, a send
+ * after shutdown or a peer gone: the redirect stays for the other one
+ * (measured: forcing it onto TCP under a receive buffer of 1.7 KiB, a
+ * splicing sender could wait a second for its window; torture seed
+ * 0x5eed scenario 40).
+ */
+static __always_inline int release_wanted(struct lf_conn *c)
+{
+	__u32 d;
+
+	for (d = 0; d < 2; d++)
+		if (READ_ONCE(c->tcp[d]) &&
+		    (c->why[d] == LF_WHY_BACKLOG || c->why[d] == LF_WHY_SMALL))
+			return 1;
+	return 0;
 }
 
 /*
@@ -696,15 +731,15 @@ static __always_inline void ops_rtt(struct bpf_sock_ops *skops)
 	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
 	if (!s || !(s->flags & LF_SK_CONN))
 		return;
-	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
-	if (!c || c->cookie[s->dir & 1] != s->cookie)
+	c = conn_of(s);
+	if (!c)
 		return;
 	if (c->state == LF_CONN_RELEASED) {
 		/* The peer released the pair: no more callbacks per ACK. */
 		bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
 		return;
 	}
-	if (c->state != LF_CONN_PAIRED || (!c->tcp[0] && !c->tcp[1]))
+	if (c->state != LF_CONN_PAIRED || !release_wanted(c))
 		return;
 	if (!release_quiet(c) ||
 	    __sync_val_compare_and_swap(&c->state, LF_CONN_PAIRED,

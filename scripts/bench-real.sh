@@ -97,14 +97,6 @@ deps() {
 	[ "$rc" = 0 ] || die "could not install$missing (apt-get)"
 }
 
-# Debian's python3: the JSON is read with the standard library only.
-python() {
-	if [ -x /usr/bin/python3 ]; then
-		/usr/bin/python3 "$@"
-	else
-		python3 "$@"
-	fi
-}
 
 preflight() {
 	need_build "make bench-real" loopfastd loopfastctl libloopfast.so
@@ -113,22 +105,7 @@ preflight() {
 	[[ $RUN_S =~ ^[1-9][0-9]?$ ]] || die "SECONDS_PER_RUN takes 1..99"
 }
 
-free_port() {
-	/usr/bin/python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
 
-wait_port() {
-	local i
-	for ((i = 0; i < 300; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		alive "$2" || break
-		sleep 0.1
-	done
-	return 1
-}
 
 # as_mode MODE: the prefix that puts a command under `loopfastctl run`.
 as_mode() {
@@ -143,7 +120,7 @@ serve() {
 	mapfile -t pre < <(as_mode "$mode")
 	cg_exec "${pre[@]}" "$@" >"$WORK/$name-$mode.log" 2>&1 &
 	PIDS+=($!)
-	wait_port "$port" $! || {
+	wait_port "$port" $! 300 || {
 		tail -n 20 "$WORK/$name-$mode.log" >&2
 		die "$name ($mode) did not listen on 127.0.0.1:$port"
 	}

@@ -60,14 +60,6 @@ cleanup() {
 	exit "$rc"
 }
 
-# Debian's python3: the JSON is read with the standard library only.
-python() {
-	if [ -x /usr/bin/python3 ]; then
-		/usr/bin/python3 "$@"
-	else
-		python3 "$@"
-	fi
-}
 
 preflight() {
 	need_build "make bench" loopfastd loopfastctl loopfast-bench

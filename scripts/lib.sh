@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 #
-# lib.sh - the plumbing that scripts/demo.sh, bench.sh and redis-bench.sh
-# share: a private loopfastd with its own cgroup v2 directory, bpffs pin
-# directory and control socket, so that it cannot disturb anything else on
-# the machine, and the teardown of all of it on every way out. Sourced by
+# lib.sh - the plumbing that scripts/demo.sh, bench.sh, redis-bench.sh and
+# bench-real.sh share: a private loopfastd with its own cgroup v2
+# directory, bpffs pin directory and control socket, so that it cannot
+# disturb anything else on the machine, and the teardown of all of it on
+# every way out. Sourced by
 # bash (with `set -u`), never run:
 #
 #	. "$(dirname "$0")/lib.sh"
@@ -35,6 +36,9 @@
 # Processes:
 #	alive PID		PID is set and the process exists
 #	wait_gone PID TENTHS	wait up to TENTHS/10 s for PID to go; 1 if not
+#	python ARGS...		Debian's python3
+#	free_port		a free TCP port on 127.0.0.1
+#	wait_port PORT PID [TENTHS]	until 127.0.0.1:PORT accepts while PID lives
 # Mounts, cgroup, pin directory:
 #	mount_of FSTYPE		mount point of the first FSTYPE filesystem
 #	is_bpffs DIR		DIR is a mounted BPF filesystem
@@ -134,6 +138,35 @@ mount_of() {
 is_bpffs() {
 	awk -v d="$1" '$2 == d && $3 == "bpf" { f = 1 } END { exit !f }' \
 		/proc/self/mounts
+}
+
+# Debian's python3 (JSON is read with the standard library only).
+python() {
+	if [ -x /usr/bin/python3 ]; then
+		/usr/bin/python3 "$@"
+	else
+		python3 "$@"
+	fi
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+	python -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# Wait (up to $3 tenths of a second, 100 by default) until something
+# accepts on 127.0.0.1:$1 while process $2 lives.
+wait_port() {
+	local i
+	for ((i = 0; i < ${3:-100}; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		alive "$2" || break
+		sleep 0.1
+	done
+	return 1
 }
 
 cgroup_create() {

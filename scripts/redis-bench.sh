@@ -113,23 +113,7 @@ in_cg() {
 	cg_exec "${pin[@]}" "$@"
 }
 
-free_port() {
-	/usr/bin/python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
 
-# Wait (10 s) until something accepts on 127.0.0.1:$1 while $2 lives.
-wait_port() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		alive "$2" || break
-		sleep 0.1
-	done
-	return 1
-}
 
 # start_redis NAME PORT [loopfastctl run --]: pid in REDIS_PID.
 start_redis() {
