@@ -324,7 +324,8 @@ with open(path, "w") as f:
     json.dump(doc, f, indent=2)
 print("\n%-9s %-16s %24s %24s %7s" % ("tool", "metric", "plain TCP", "loopfast", "gain"))
 for r in rows:
-    fmt = lambda s: "%.4g (%.4g-%.4g)" % (s["median"], s["min"], s["max"])
+    num = lambda v: "%.0f" % v if v >= 1000 else "%.3g" % v
+    fmt = lambda s: "%s (%s-%s)" % (num(s["median"]), num(s["min"]), num(s["max"]))
     print("%-9s %-16s %24s %24s %6.2fx" % (r["tool"], r["metric"], fmt(r["plain"]),
           fmt(r["fast"]), r["gain"] or 0))
 print("\nmedian (min-max) of %s rounds, %s s per run; gain: how many times better"
