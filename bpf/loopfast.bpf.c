@@ -658,34 +658,39 @@ static __always_inline void ops_close(struct bpf_sock_ops *skops)
 		bpf_map_delete_elem(&lf_conns, &s->conn);
 }
 
+/* Nothing redirected unread either way, and no sender deciding. */
+static __always_inline int conn_quiet(struct lf_conn *c)
+{
+	return !READ_ONCE(c->busy[0]) && !READ_ONCE(c->busy[1]) &&
+	       !lf_unread_redirected(c->redir[0], c->read[0]) &&
+	       !lf_unread_redirected(c->redir[1], c->read[1]);
+}
+
 /*
- * Send each direction still redirecting to TCP once its reader has read
- * every redirected byte (earlier, those bytes would shrink the window TCP
- * advertises, and reading them sends no window update: the sender would
- * wait on the persist timer); then 1 when no sender is inside lf_msg's
- * decision and nothing redirected is unread either way. Each tcp[d] is
- * set by an atomic that orders it before the busy[d] read, and lf_msg
- * raises busy[d] the same way before it reads tcp[d]: either that sender
- * sees TCP, or this sees it busy, or its redirect is already in redir[d]
- * (counted before it is queued) and so unread.
+ * 1 when the pair may leave the sockhash now: it is quiet, and each
+ * direction takes TCP for good. A direction still redirecting is sent to
+ * TCP only here, at the moment the release can complete: a direction on
+ * TCP inside the sockhash goes through the sockmap's send path, which
+ * holds back a partial segment that MSG_MORE or splice leave (measured:
+ * such a sender waited a second for its window under a tiny receive
+ * buffer; torture seed 0x5eed, scenarios 40 and 59). Each tcp[d] is set
+ * by a fetching atomic, which orders it before the busy[d] read that
+ * follows, and lf_msg raises busy[d] the same way before it reads tcp[d]:
+ * either that sender sees TCP, or this sees it busy, or its redirect is
+ * already counted in redir[d] (before it is queued) and so unread.
  */
-static __always_inline int release_quiet(struct lf_conn *c)
+static __always_inline int release_ready(struct lf_conn *c)
 {
 	__u32 d;
 
+	if (!conn_quiet(c))
+		return 0;
 	for (d = 0; d < 2; d++)
-		if (!READ_ONCE(c->tcp[d]) &&
-		    !lf_unread_redirected(c->redir[d], c->read[d]) &&
-		    !__sync_fetch_and_or(&c->tcp[d], 1)) {
+		if (!__sync_fetch_and_or(&c->tcp[d], 1)) {
 			c->why[d] = LF_WHY_RELEASE;
 			stat_add(LF_ST_DETOURS, 1);
 		}
-	if (!READ_ONCE(c->tcp[0]) || !READ_ONCE(c->tcp[1]))
-		return 0;
-	if (READ_ONCE(c->busy[0]) || READ_ONCE(c->busy[1]))
-		return 0;
-	return !lf_unread_redirected(c->redir[0], c->read[0]) &&
-	       !lf_unread_redirected(c->redir[1], c->read[1]);
+	return conn_quiet(c);
 }
 
 /*
@@ -741,7 +746,7 @@ static __always_inline void ops_rtt(struct bpf_sock_ops *skops)
 	}
 	if (c->state != LF_CONN_PAIRED || !release_wanted(c))
 		return;
-	if (!release_quiet(c) ||
+	if (!release_ready(c) ||
 	    __sync_val_compare_and_swap(&c->state, LF_CONN_PAIRED,
 					LF_CONN_RELEASED) != LF_CONN_PAIRED)
 		return;
@@ -847,7 +852,7 @@ static __always_inline int route_redirect(struct lf_conn *c, __u32 d,
 
 /*
  * The route of len bytes of direction d, between busy[d] raised and
- * lowered (release_quiet). A redirect is counted in redir[d] before it is
+ * lowered (release_ready). A redirect is counted in redir[d] before it is
  * queued, so the backlog is never under-read, and before busy[d] drops.
  * Fetching atomics: each is a full barrier.
  */

@@ -271,7 +271,7 @@ static int cmd_mode(struct lf_daemon *d, const char *arg, struct reply *r)
 		reply_add(r, "mode must be opt-in, all or off");
 		return -EINVAL;
 	}
-	err = lf_daemon_set_mode(d, mode);
+	err = d->ops->set_mode(d, mode);
 	if (!err)
 		reply_add(r, "mode %s\n", lf_mode_name(mode));
 	return err;
@@ -286,7 +286,7 @@ static int cmd_filter_policy(struct lf_daemon *d, const char *arg,
 		reply_add(r, "filter-policy must be respect or ignore");
 		return -EINVAL;
 	}
-	err = lf_daemon_set_filter_policy(d, ignore);
+	err = d->ops->set_filter_policy(d, ignore);
 	if (!err)
 		reply_add(r, "filter-policy %s\n", arg);
 	return err;
@@ -295,7 +295,7 @@ static int cmd_filter_policy(struct lf_daemon *d, const char *arg,
 static int cmd_reload(struct lf_daemon *d, const char *arg, struct reply *r)
 {
 	(void)arg;
-	if (lf_daemon_reload(d)) {
+	if (d->ops->reload(d)) {
 		reply_add(
 			r,
 			"%s has errors (see loopfastd's log); the running config is kept",
@@ -314,7 +314,7 @@ static int cmd_unload(struct lf_daemon *d, const char *arg, struct reply *r)
 {
 	(void)arg;
 	(void)r;
-	d->quit = 2;
+	d->ops->unload(d);
 	return 0;
 }
 

@@ -78,12 +78,32 @@ void lf_ctl_close_all(struct lf_daemon *d);
 
 struct lf_client;
 
+/* What the daemon loop does when it comes round. */
+enum lf_quit {
+	LF_RUN = 0,
+	LF_QUIT_KEEP, /* exit; the data path stays pinned (SIGTERM) */
+	LF_QUIT_UNLOAD, /* unload the data path, then exit (`unload`) */
+};
+
+/*
+ * What the control socket may ask of the daemon: main.c fills it in,
+ * control.c calls through it and knows nothing else of main.c.
+ */
+struct lf_ctl_ops {
+	int (*set_mode)(struct lf_daemon *d, int mode);
+	int (*set_filter_policy)(struct lf_daemon *d, int ignore);
+	/* Re-read the --config file, as SIGHUP does; -EINVAL on errors. */
+	int (*reload)(struct lf_daemon *d);
+	void (*unload)(struct lf_daemon *d);
+};
+
 struct lf_daemon {
 	struct lf_opts opts;
 	struct lf_dp dp;
 	struct lf_config cfg;
 	int ctl_fd;
-	int quit; /* 1: exit, keep pins; 2: unload and exit */
+	enum lf_quit quit;
+	const struct lf_ctl_ops *ops;
 	struct lf_client *clients[LF_CTL_MAX_CLIENTS];
 	struct lf_hooks hooks; /* filter hooks found by the last scan */
 	int veto_cg_all; /* hooks below the cgroup veto all: see main.c */
@@ -132,10 +152,5 @@ void lf_watch_close(struct lf_watch *w);
 int lf_watch_fds(struct lf_watch *w, int *fds);
 void lf_watch_drain(int fd);
 void lf_watch_scan(struct lf_watch *w, struct lf_hooks *hs, const char *cgroup);
-
-int lf_daemon_set_mode(struct lf_daemon *d, int mode);
-int lf_daemon_set_filter_policy(struct lf_daemon *d, int ignore);
-/* Re-read the --config file, as SIGHUP does; -EINVAL if it has errors. */
-int lf_daemon_reload(struct lf_daemon *d);
 
 #endif /* LOOPFASTD_H */

@@ -456,7 +456,7 @@ static int daemon_publish(struct lf_daemon *d)
 	return err;
 }
 
-int lf_daemon_set_mode(struct lf_daemon *d, int mode)
+static int daemon_set_mode(struct lf_daemon *d, int mode)
 {
 	if (d->cfg.mode != (__u32)mode)
 		pr_info("mode %s -> %s", lf_mode_name(d->cfg.mode),
@@ -466,7 +466,7 @@ int lf_daemon_set_mode(struct lf_daemon *d, int mode)
 	return daemon_publish(d);
 }
 
-int lf_daemon_set_filter_policy(struct lf_daemon *d, int ignore)
+static int daemon_set_filter_policy(struct lf_daemon *d, int ignore)
 {
 	d->opts.filter_ignore = ignore;
 	d->veto_cg_stale = 1;
@@ -554,13 +554,13 @@ static int daemon_reload(struct lf_daemon *d)
 	d->cfg.detour_limit = o.detour_limit;
 	d->opts.release_run = o.release_run;
 	d->cfg.release_run = o.release_run;
-	lf_daemon_set_mode(d, o.mode);
+	daemon_set_mode(d, o.mode);
 	pr_info("reload: %s applied", d->opts.config);
 	return 0;
 }
 
 /* Reload as systemd sees it: RELOADING=1 ... READY=1 around it. */
-int lf_daemon_reload(struct lf_daemon *d)
+static int daemon_reload_notify(struct lf_daemon *d)
 {
 	int err;
 
@@ -571,17 +571,30 @@ int lf_daemon_reload(struct lf_daemon *d)
 	return err;
 }
 
+/* `unload`: the loop exits, then the data path goes. */
+static void daemon_unload(struct lf_daemon *d)
+{
+	d->quit = LF_QUIT_UNLOAD;
+}
+
+static const struct lf_ctl_ops daemon_ctl_ops = {
+	.set_mode = daemon_set_mode,
+	.set_filter_policy = daemon_set_filter_policy,
+	.reload = daemon_reload_notify,
+	.unload = daemon_unload,
+};
+
 static void signals_read(struct lf_daemon *d, int sfd)
 {
 	struct signalfd_siginfo si;
 
 	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			lf_daemon_reload(d);
+			daemon_reload_notify(d);
 		} else {
 			pr_info("signal %u: exiting; the data path stays pinned",
 				si.ssi_signo);
-			d->quit = 1;
+			d->quit = LF_QUIT_KEEP;
 		}
 	}
 }
@@ -788,7 +801,7 @@ out_dp:
 	lf_watch_close(d->watch);
 	d->watch = NULL;
 	lf_dp_close(&d->dp);
-	if (!err && d->quit == 2) {
+	if (!err && d->quit == LF_QUIT_UNLOAD) {
 		err = lf_dp_unload(d->opts.pin_dir);
 		pr_info("data path unloaded; connections already fast stay fast until they close");
 	}
@@ -802,7 +815,7 @@ out_claim:
 
 int main(int argc, char **argv)
 {
-	static struct lf_daemon d;
+	static struct lf_daemon d = { .ops = &daemon_ctl_ops };
 	int err, ready_fd = -1;
 
 	setlinebuf(stdout);
