@@ -40,22 +40,36 @@ void lf_log_set_level(enum lf_log_level level)
 	log_max = level;
 }
 
+/* The names of the levels; the first of each level is what it prints as. */
+static const struct {
+	const char *name;
+	enum lf_log_level level;
+} level_names[] = {
+	{ "err", LF_LOG_ERR },	 { "error", LF_LOG_ERR },
+	{ "warn", LF_LOG_WARN }, { "warning", LF_LOG_WARN },
+	{ "info", LF_LOG_INFO }, { "debug", LF_LOG_DEBUG },
+};
+
+#define N_LEVEL_NAMES (sizeof(level_names) / sizeof(level_names[0]))
+
 int lf_log_level_parse(const char *name)
 {
-	static const struct {
-		const char *name;
-		enum lf_log_level level;
-	} names[] = {
-		{ "err", LF_LOG_ERR },	 { "error", LF_LOG_ERR },
-		{ "warn", LF_LOG_WARN }, { "warning", LF_LOG_WARN },
-		{ "info", LF_LOG_INFO }, { "debug", LF_LOG_DEBUG },
-	};
 	size_t i;
 
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcmp(name, names[i].name))
-			return names[i].level;
+	for (i = 0; i < N_LEVEL_NAMES; i++)
+		if (!strcmp(name, level_names[i].name))
+			return level_names[i].level;
 	return -1;
+}
+
+const char *lf_log_level_name(enum lf_log_level level)
+{
+	size_t i;
+
+	for (i = 0; i < N_LEVEL_NAMES; i++)
+		if (level_names[i].level == level)
+			return level_names[i].name;
+	return "?";
 }
 
 enum lf_log_level lf_log_level(void)

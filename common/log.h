@@ -19,6 +19,8 @@ enum lf_log_level lf_log_level(void);
 void lf_log_set_level(enum lf_log_level level);
 /* "err", "warn", "info", "debug" (and "error", "warning"); -1 if none. */
 int lf_log_level_parse(const char *name);
+/* "debug" for LF_LOG_DEBUG: the name lf_log_level_parse takes. */
+const char *lf_log_level_name(enum lf_log_level level);
 
 void lf_log(enum lf_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -98,6 +98,7 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 		d->cfg.veto, d->cfg.veto_cgroups, d->opts.cgroup,
 		d->opts.pin_dir, d->opts.socket);
 	reply_add(r, "release-run %u\n", d->cfg.release_run);
+	reply_add(r, "log-level %s\n", lf_log_level_name(lf_log_level()));
 	reply_add(
 		r,
 		"sockhash-size %u\ndetour-limit %llu\nheartbeat-age-ms %llu\n",

@@ -22,6 +22,8 @@ struct lf_opts {
 	int mode; /* enum lf_mode */
 	int filter_ignore; /* filter-policy ignore */
 	int log_level; /* enum lf_log_level, -1: not set */
+	int cli_log_level; /* --log-level on the command line, -1: none */
+	int verbose; /* -v on the command line, this many times */
 	__u32 sockhash_size;
 	__u64 detour_limit;
 	__u32 release_run;

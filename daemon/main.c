@@ -135,14 +135,11 @@ static int opt_apply(struct lf_opts *o, int id, const char *val)
 		o->unload = 1;
 		return 0;
 	case OPT_VERBOSE:
-		lf_log_raise();
+		o->verbose++;
 		return 0;
 	case OPT_LOG_LEVEL:
 		o->log_level = lf_log_level_parse(val);
-		if (o->log_level < 0)
-			return -EINVAL;
-		lf_log_set_level(o->log_level);
-		return 0;
+		return o->log_level < 0 ? -EINVAL : 0;
 	case OPT_CGROUP:
 		snprintf(o->cgroup, sizeof(o->cgroup), "%s", val);
 		return 0;
@@ -283,6 +280,7 @@ static void opts_defaults(struct lf_opts *o)
 	snprintf(o->socket, sizeof(o->socket), "%s", LF_DEFAULT_SOCKET);
 	o->mode = LF_MODE_OPT_IN;
 	o->log_level = -1;
+	o->cli_log_level = -1;
 	o->sockhash_size = LF_DEFAULT_SOCKHASH_SIZE;
 	o->detour_limit = LF_DEFAULT_DETOUR_LIMIT;
 	o->release_run = LF_DEFAULT_RELEASE_RUN;
@@ -336,6 +334,8 @@ static int opts_parse(struct lf_opts *o, int argc, char **argv)
 					optarg, opt_find_id_name(c));
 				return -EINVAL;
 			}
+			if (c == OPT_LOG_LEVEL)
+				o->cli_log_level = o->log_level;
 		}
 		if (pass == 0 && o->config[0]) {
 			err = config_load(o, o->config);
@@ -527,12 +527,27 @@ static void reload_warn_fixed(const struct lf_opts *cur,
 }
 
 /*
+ * The log level: the command line's --log-level, else the file's, else
+ * info; then one step up per -v. The command line wins at start and on
+ * every reload alike.
+ */
+static void log_apply(const struct lf_opts *cli, const struct lf_opts *file)
+{
+	int i, level = cli->cli_log_level;
+
+	if (level < 0)
+		level = file->log_level >= 0 ? file->log_level : LF_LOG_INFO;
+	lf_log_set_level(level);
+	for (i = 0; i < cli->verbose; i++)
+		lf_log_raise();
+}
+
+/*
  * SIGHUP: re-read the config file. Mode, filter policy, log level and
  * detour limit apply at once; a file with an error changes nothing.
  */
 static int daemon_reload(struct lf_daemon *d)
 {
-	enum lf_log_level level = lf_log_level();
 	struct lf_opts o;
 
 	if (!d->opts.config[0]) {
@@ -541,14 +556,12 @@ static int daemon_reload(struct lf_daemon *d)
 	}
 	opts_defaults(&o);
 	if (config_load(&o, d->opts.config)) {
-		lf_log_set_level(level);
 		pr_err("reload: %s has errors; the running config is kept",
 		       d->opts.config);
 		return -EINVAL;
 	}
 	reload_warn_fixed(&d->opts, &o);
-	if (o.log_level < 0)
-		lf_log_set_level(LF_LOG_INFO);
+	log_apply(&d->opts, &o);
 	d->opts.filter_ignore = o.filter_ignore;
 	d->opts.detour_limit = o.detour_limit;
 	d->cfg.detour_limit = o.detour_limit;
@@ -828,6 +841,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "Try 'loopfastd --help'.\n");
 		return err < 0 ? 2 : 0;
 	}
+	log_apply(&d.opts, &d.opts);
 	libbpf_set_print(libbpf_log);
 	if (d.opts.unload) {
 		if (access(d.opts.pin_dir, F_OK))

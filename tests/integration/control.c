@@ -1771,6 +1771,14 @@ Test(control, config_file_then_sighup_reload)
 				  0 &&
 			  !strcmp(v, "65536"),
 		  "detour-limit '%s' after reload", v);
+	cr_assert(lf_env_status_field(&env, "log-level", v, sizeof(v)) == 0 &&
+			  !strcmp(v, "info"),
+		  "log-level '%s' with none in the file", v);
+	conf_write("mode = all\nlog-level = warn\n");
+	cr_assert(lf_env_ctl(&env, "reload", v, sizeof(v)) == 0);
+	cr_assert(lf_env_status_field(&env, "log-level", v, sizeof(v)) == 0 &&
+			  !strcmp(v, "warn"),
+		  "log-level '%s' after a reload with log-level = warn", v);
 	lf_env_finish(&env);
 }
 
