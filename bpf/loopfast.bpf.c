@@ -667,40 +667,31 @@ static __always_inline int conn_quiet(struct lf_conn *c)
 }
 
 /*
- * 1 when the pair may leave the sockhash now: it is quiet, and each
- * direction takes TCP for good. A direction still redirecting is sent to
- * TCP only here, at the moment the release can complete: a direction on
- * TCP inside the sockhash goes through the sockmap's send path, which
- * holds back a partial segment that MSG_MORE or splice leave (measured:
- * such a sender waited a second for its window under a tiny receive
- * buffer; torture seed 0x5eed, scenarios 40 and 59). Each tcp[d] is set
- * by a fetching atomic, which orders it before the busy[d] read that
- * follows, and lf_msg raises busy[d] the same way before it reads tcp[d]:
- * either that sender sees TCP, or this sees it busy, or its redirect is
- * already counted in redir[d] (before it is queued) and so unread.
+ * 1 when the pair may leave the sockhash now: both directions take TCP
+ * for good, each by its own sender's decision, and it is quiet. No
+ * direction is sent to TCP by the release: a direction on TCP whose socket
+ * is still held by the sockmap (a reader or writer inside the sockmap's
+ * calls keeps the psock a while after the delete) sends through the
+ * sockmap's send path, which holds back a partial segment that MSG_MORE,
+ * splice or a huge write leave, and under a tiny receive buffer such a
+ * sender was measured waiting seconds for its window (torture seed
+ * 0x5eed scenarios 40 and 59, seed 0x3c5a scenario 2725, with a release
+ * that sent the idle direction to TCP). The busy[d] read follows the
+ * tcp[d] read; lf_msg raises busy[d] with a fetching atomic before it
+ * reads tcp[d], and tcp[d], once set, stays set: a sender either sees
+ * TCP, or is seen busy, or has its redirect counted in redir[d] already
+ * (before it is queued) and so unread.
  */
 static __always_inline int release_ready(struct lf_conn *c)
 {
-	__u32 d;
-
-	if (!conn_quiet(c))
-		return 0;
-	for (d = 0; d < 2; d++)
-		if (!__sync_fetch_and_or(&c->tcp[d], 1)) {
-			c->why[d] = LF_WHY_RELEASE;
-			stat_add(LF_ST_DETOURS, 1);
-		}
-	return conn_quiet(c);
+	return READ_ONCE(c->tcp[0]) && READ_ONCE(c->tcp[1]) && conn_quiet(c);
 }
 
 /*
  * Released are pairs with a bulk direction on TCP: a reader that fell
  * behind (backlog) or a small-write stream, where the sockmap's send path
- * costs throughput. Not a direction that took TCP for SO_RCVLOWAT, a send
- * after shutdown or a peer gone: the redirect stays for the other one
- * (measured: forcing it onto TCP under a receive buffer of 1.7 KiB, a
- * splicing sender could wait a second for its window; torture seed
- * 0x5eed scenario 40).
+ * costs throughput; not those whose directions took TCP only for
+ * SO_RCVLOWAT, a send after shutdown or a peer gone.
  */
 static __always_inline int release_wanted(struct lf_conn *c)
 {
