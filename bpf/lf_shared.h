@@ -84,6 +84,7 @@ struct lf_key {
 #define LF_SK_CLOSED 0x10 /* its connection closed; in_* below count on */
 #define LF_SK_SMALL_SNDBUF 0x20 /* SO_SNDBUF under LF_MIN_SNDBUF was asked */
 #define LF_SK_RELEASED 0x40 /* its connection closed after its release */
+#define LF_SK_TXTS 0x80 /* SO_TIMESTAMPING asks for send timestamps */
 
 /*
  * The smallest SO_SNDBUF a socket in the sockhash gets (the kernel
@@ -171,7 +172,7 @@ enum lf_tcp_why {
 	LF_WHY_SMALL, /* a small-write stream: TCP coalesces it better */
 	LF_WHY_STATE, /* sent before the pair completed, or after shutdown */
 	LF_WHY_PEER_GONE, /* the peer left the sockhash */
-	LF_WHY_RELEASE, /* the other direction took TCP: the pair was released */
+	LF_WHY_TXTS, /* its sender asked for send timestamps: TCP makes them */
 };
 
 /* Index of each per-CPU counter in lf_stats. */

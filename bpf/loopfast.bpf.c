@@ -26,6 +26,10 @@
 #define SOL_SOCKET 1
 #define SO_RCVLOWAT 18
 #define SO_SNDBUF 7
+#define SO_TIMESTAMPING_OLD 37
+#define SO_TIMESTAMPING_NEW 65
+/* SOF_TIMESTAMPING_TX_HARDWARE, _TX_SOFTWARE, _TX_SCHED, _TX_ACK */
+#define LF_SOF_TX_ANY (1 << 0 | 1 << 1 | 1 << 8 | 1 << 9)
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
 #define MSG_PEEK 2
@@ -153,6 +157,34 @@ static __always_inline int sockopt_rcvlowat(struct bpf_sockopt *ctx)
 	return 1;
 }
 
+/*
+ * SO_TIMESTAMPING with a send timestamp asked for: TCP stamps its own
+ * segments, a redirect has none to stamp, so this socket's sends take
+ * TCP (route_redirect). The first int is the flags for both the int and
+ * the struct so_timestamping forms.
+ */
+static __always_inline int sockopt_timestamping(struct bpf_sockopt *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	int *val = ctx->optval;
+	struct lf_sk *s;
+	int tx;
+
+	if (!sk || ctx->optlen < (int)sizeof(int) ||
+	    (void *)(val + 1) > ctx->optval_end)
+		return 1;
+	tx = !!(*val & LF_SOF_TX_ANY);
+	s = bpf_sk_storage_get(&lf_sk_store, sk, 0,
+			       tx ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!s)
+		return 1;
+	if (tx)
+		s->flags |= LF_SK_TXTS;
+	else
+		s->flags &= ~LF_SK_TXTS;
+	return 1;
+}
+
 /* See lf_sk.cgroup: setsockopt runs in the caller's process. */
 static __always_inline void sk_note_cgroup(struct lf_sk *s)
 {
@@ -226,6 +258,9 @@ int lf_setsockopt(struct bpf_sockopt *ctx)
 		return sockopt_rcvlowat(ctx);
 	if (level == SOL_SOCKET && optname == SO_SNDBUF)
 		return sockopt_sndbuf(ctx);
+	if (level == SOL_SOCKET &&
+	    (optname == SO_TIMESTAMPING_OLD || optname == SO_TIMESTAMPING_NEW))
+		return sockopt_timestamping(ctx);
 	if (level != SOL_LOOPFAST || !sk)
 		return 1;
 	/*
@@ -688,23 +723,6 @@ static __always_inline int release_ready(struct lf_conn *c)
 }
 
 /*
- * Released are pairs with a bulk direction on TCP: a reader that fell
- * behind (backlog) or a small-write stream, where the sockmap's send path
- * costs throughput; not those whose directions took TCP only for
- * SO_RCVLOWAT, a send after shutdown or a peer gone.
- */
-static __always_inline int release_wanted(struct lf_conn *c)
-{
-	__u32 d;
-
-	for (d = 0; d < 2; d++)
-		if (READ_ONCE(c->tcp[d]) &&
-		    (c->why[d] == LF_WHY_BACKLOG || c->why[d] == LF_WHY_SMALL))
-			return 1;
-	return 0;
-}
-
-/*
  * An ACK with an RTT sample on a paired socket: TCP carries one of its
  * directions. A socket in the sockhash sends TCP's bytes through sk_msg
  * and the sockmap's send path, slower than TCP's own (measured: 1 MiB
@@ -735,9 +753,7 @@ static __always_inline void ops_rtt(struct bpf_sock_ops *skops)
 		bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
 		return;
 	}
-	if (c->state != LF_CONN_PAIRED || !release_wanted(c))
-		return;
-	if (!release_ready(c) ||
+	if (c->state != LF_CONN_PAIRED || !release_ready(c) ||
 	    __sync_val_compare_and_swap(&c->state, LF_CONN_PAIRED,
 					LF_CONN_RELEASED) != LF_CONN_PAIRED)
 		return;
@@ -810,13 +826,17 @@ static __always_inline void small_check(struct lf_conn *c, __u32 d, __u64 len,
  * reads the redirected queue before TCP's.
  */
 static __always_inline int route_redirect(struct lf_conn *c, __u32 d,
-					  __u32 state, __u64 len,
+					  __u32 state, __u64 len, __u32 sflags,
 					  struct lf_config *cfg)
 {
 	enum lf_tcp_why why;
 
 	if (c->tcp[d])
 		return 0;
+	if (sflags & LF_SK_TXTS) {
+		route_tcp(c, d, LF_WHY_TXTS);
+		return 0;
+	}
 	/*
 	 * Before the pair completes there is no peer to redirect to; after
 	 * shutdown(SHUT_WR) TCP answers EPIPE, and a redirect would deliver
@@ -848,7 +868,8 @@ static __always_inline int route_redirect(struct lf_conn *c, __u32 d,
  * Fetching atomics: each is a full barrier.
  */
 static __always_inline int msg_decide(struct lf_conn *c, __u32 d, __u32 state,
-				      __u64 len, struct lf_config *cfg)
+				      __u64 len, __u32 sflags,
+				      struct lf_config *cfg)
 {
 	int redirect = 0;
 
@@ -856,7 +877,7 @@ static __always_inline int msg_decide(struct lf_conn *c, __u32 d, __u32 state,
 		return 0;
 	/* The values fetched keep both atomics fetching: full barriers. */
 	if (__sync_fetch_and_add(&c->busy[d], 1) < LF_BUSY_MAX) {
-		redirect = route_redirect(c, d, state, len, cfg);
+		redirect = route_redirect(c, d, state, len, sflags, cfg);
 		if (redirect)
 			__sync_fetch_and_add(&c->redir[d], len);
 	}
@@ -892,7 +913,7 @@ int lf_msg(struct sk_msg_md *msg)
 	if (!c || !cfg)
 		return SK_PASS;
 	d = s->dir & 1;
-	if (!msg_decide(c, d, sk->state, len, cfg)) {
+	if (!msg_decide(c, d, sk->state, len, s->flags, cfg)) {
 		stat_add(LF_ST_MSGS_DETOURED, 1);
 		stat_add(LF_ST_BYTES_DETOURED, len);
 		return SK_PASS;

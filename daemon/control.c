@@ -203,10 +203,13 @@ static const char *conn_state_name(__u32 state)
 static const char *tcp_why_name(__u32 why)
 {
 	static const char *const names[] = {
-		[LF_WHY_NONE] = "-",	      [LF_WHY_BACKLOG] = "backlog",
-		[LF_WHY_LOWAT] = "rcvlowat",  [LF_WHY_SMALL] = "small-writes",
-		[LF_WHY_STATE] = "state",     [LF_WHY_PEER_GONE] = "peer-gone",
-		[LF_WHY_RELEASE] = "release",
+		[LF_WHY_NONE] = "-",
+		[LF_WHY_BACKLOG] = "backlog",
+		[LF_WHY_LOWAT] = "rcvlowat",
+		[LF_WHY_SMALL] = "small-writes",
+		[LF_WHY_STATE] = "state",
+		[LF_WHY_PEER_GONE] = "peer-gone",
+		[LF_WHY_TXTS] = "tx-timestamps",
 	};
 
 	return why < sizeof(names) / sizeof(names[0]) ? names[why] : "?";

@@ -220,6 +220,72 @@ Test(detour, rcvlowat)
 	lf_diff(&env, case_rcvlowat);
 }
 
+/* Send timestamps waiting in fd's error queue, read and counted. */
+static int count_tx_stamps(int fd)
+{
+	char ctl[512], data[64];
+	struct iovec iov = { data, sizeof(data) };
+	struct msghdr m;
+	int n = 0;
+
+	for (;;) {
+		memset(&m, 0, sizeof(m));
+		m.msg_iov = &iov;
+		m.msg_iovlen = 1;
+		m.msg_control = ctl;
+		m.msg_controllen = sizeof(ctl);
+		if (recvmsg(fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+			break;
+		n++;
+	}
+	cr_assert(errno == EAGAIN, "MSG_ERRQUEUE: %s", strerror(errno));
+	return n;
+}
+
+/*
+ * SO_TIMESTAMPING with a software send timestamp: one per send, as TCP
+ * makes them; on the fast path the sender's direction takes TCP (a
+ * redirect has no segment to stamp), the other direction still redirects.
+ */
+static void case_tx_timestamps(struct lf_env *e, int fast, struct lf_rec *r)
+{
+	int ts = 1 << 1 | 1 << 4 | 1 << 7 | 1 << 11; /* TX_SOFTWARE, SOFTWARE,
+							OPT_ID, OPT_TSONLY */
+	char buf[1000] = { 0 }, reply[4096];
+	int cfd, sfd, i, stamps = 0;
+
+	lf_diff_pair(fast, AF_INET, "127.0.0.1", &cfd, &sfd);
+	cr_assert_eq(setsockopt(cfd, SOL_SOCKET, SO_TIMESTAMPING, &ts,
+				sizeof(ts)),
+		     0, "SO_TIMESTAMPING: %s", strerror(errno));
+	for (i = 0; i < 10; i++) {
+		cr_assert_eq(send(cfd, buf, sizeof(buf), 0), sizeof(buf));
+		cr_assert_eq(recv(sfd, buf, sizeof(buf), MSG_WAITALL),
+			     sizeof(buf));
+		cr_assert_eq(send(sfd, buf, 10, 0), 10);
+		cr_assert_eq(recv(cfd, buf, 10, MSG_WAITALL), 10);
+	}
+	for (i = 0; i < 100 && stamps < 10; i++) {
+		stamps += count_tx_stamps(cfd);
+		lf_sleep_ms(10);
+	}
+	lf_rec(r, "tx-stamps", stamps);
+	lf_rec(r, "server-stamps", count_tx_stamps(sfd));
+	if (fast) {
+		cr_assert(lf_env_ctl(e, "conns", reply, sizeof(reply)) == 0);
+		cr_assert(strstr(reply, "c2s-tcp=1 c2s-why=tx-timestamps") &&
+				  strstr(reply, "s2c-redirected=100 "),
+			  "conns:\n%s", reply);
+	}
+	lf_close(&cfd);
+	lf_close(&sfd);
+}
+
+Test(detour, tx_timestamps)
+{
+	lf_diff(&env, case_tx_timestamps);
+}
+
 /*
  * Two threads send whole records on one socket with no lock between
  * them; the reader checks each thread's sequence. Record: thread id (1

@@ -347,6 +347,23 @@ void *pr_writer_main(void *arg)
 	return NULL;
 }
 
+/*
+ * A program that asks for send timestamps reads them while its connection
+ * lives. The kernel charges unread ones to the socket's receive buffer:
+ * left there (about 830 bytes each, one per send call or more), they
+ * close the window of the other direction, and its sender crawls on the
+ * persist timer, on plain TCP as on the fast path, whichever finishes
+ * first. So the side's writer keeps reading them until its reader is done.
+ */
+void pr_writer_linger(struct pr_actor *w, const struct pr_actor *r)
+{
+	while (!r->finished) {
+		drain_errqueue(w);
+		sleep_ms(1);
+	}
+	drain_errqueue(w);
+}
+
 /* --- readers --- */
 
 static int setup_reader(struct pr_actor *a)
@@ -626,6 +643,7 @@ void *pr_reader_main(void *arg)
 	err = setup_reader(a);
 	if (err) {
 		a->err = -err;
+		a->finished = 1;
 		return NULL;
 	}
 	for (;;) {
@@ -651,5 +669,6 @@ void *pr_reader_main(void *arg)
 		if (!handle_err(a, (int)-r, POLLIN))
 			break;
 	}
+	a->finished = 1;
 	return NULL;
 }

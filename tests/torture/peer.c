@@ -441,6 +441,8 @@ static int run_conn(int fd, int conn)
 	for (i = 1; i < 1 + nw; i++)
 		pthread_join(acts[i].th, NULL);
 	end_tx(fd, tx);
+	if (scn.dir[tx].txts)
+		pr_writer_linger(&acts[1], &acts[0]);
 	pthread_join(acts[0].th, NULL);
 	sc.stop = 1;
 	if (scn.sig != TT_SIG_NONE)

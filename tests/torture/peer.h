@@ -35,6 +35,7 @@ struct pr_actor {
 	int err; /* 0 or the errno that ended it */
 	unsigned int ev; /* tt_ev_bits */
 	int eof;
+	volatile int finished; /* a reader: its thread is done */
 	int64_t bad; /* first wrong offset, -1 */
 	uint64_t sum;
 	long tstamps;
@@ -57,6 +58,7 @@ extern volatile int pr_nactors;
 
 void *pr_writer_main(void *arg);
 void *pr_reader_main(void *arg);
+void pr_writer_linger(struct pr_actor *w, const struct pr_actor *r);
 
 /* Write one line to the runner (stdout), atomically. */
 void pr_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
