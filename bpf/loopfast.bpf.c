@@ -43,9 +43,20 @@ struct sock;
  * one computed pointer, which the verifier refuses ("dereference of
  * modified ctx ptr").
  */
-#define CTX_READ(x) (*(volatile typeof(x) *)&(x))
-
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+#define CTX_READ(x) READ_ONCE(x)
+
+/* The direction a socket sends (0: client to server)... */
+static __always_inline __u32 sk_dir(const struct lf_sk *s)
+{
+	return s->dir & 1;
+}
+
+/* ...and the one it reads. */
+static __always_inline __u32 peer_dir(const struct lf_sk *s)
+{
+	return !(s->dir & 1);
+}
 
 /* More senders inside one decision than CPUs: cannot be; TCP then. */
 #define LF_BUSY_MAX 4096
@@ -153,7 +164,7 @@ static __always_inline int sockopt_rcvlowat(struct bpf_sockopt *ctx)
 		return 1;
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
 	if (c)
-		c->lowat[!(s->dir & 1)] = lowat;
+		c->lowat[peer_dir(s)] = lowat;
 	return 1;
 }
 
@@ -315,7 +326,7 @@ static __always_inline int sock_paired(struct bpf_sock *sk)
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
 	return c &&
 	       (c->state == LF_CONN_PAIRED || c->state == LF_CONN_RELEASED) &&
-	       c->cookie[s->dir & 1] == s->cookie;
+	       c->cookie[sk_dir(s)] == s->cookie;
 }
 
 /*
@@ -338,9 +349,9 @@ static __always_inline int sock_inq(struct bpf_sock *sk)
 	if (s->flags & LF_SK_CONN) {
 		c = bpf_map_lookup_elem(&lf_conns, &s->conn);
 		if (!c || c->state != LF_CONN_PAIRED ||
-		    c->cookie[s->dir & 1] != s->cookie)
+		    c->cookie[sk_dir(s)] != s->cookie)
 			return -1;
-		in = !(s->dir & 1);
+		in = peer_dir(s);
 		rd = c->read[in];
 		redir = c->redir[in];
 	} else if (s->flags & LF_SK_CLOSED) {
@@ -655,12 +666,23 @@ static __always_inline void ops_passive(struct bpf_sock_ops *skops)
 	stat_add(LF_ST_PAIRED, 1);
 }
 
+/* The storage of a socket that holds a connection slot, else NULL. */
+static __always_inline struct lf_sk *sk_conn(struct bpf_sock *sk)
+{
+	struct lf_sk *s;
+
+	if (!sk)
+		return NULL;
+	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
+	return s && (s->flags & LF_SK_CONN) ? s : NULL;
+}
+
 /* The slot s holds, if it is still this socket's (cookie), else NULL. */
 static __always_inline struct lf_conn *conn_of(struct lf_sk *s)
 {
 	struct lf_conn *c = bpf_map_lookup_elem(&lf_conns, &s->conn);
 
-	return c && c->cookie[s->dir & 1] == s->cookie ? c : NULL;
+	return c && c->cookie[sk_dir(s)] == s->cookie ? c : NULL;
 }
 
 /*
@@ -669,22 +691,18 @@ static __always_inline struct lf_conn *conn_of(struct lf_sk *s)
  */
 static __always_inline void ops_close(struct bpf_sock_ops *skops)
 {
-	struct bpf_sock *sk = skops->sk;
+	struct lf_sk *s = sk_conn(skops->sk);
 	struct lf_conn *c;
-	struct lf_sk *s;
 
-	if (!sk)
-		return;
-	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
-	if (!s || !(s->flags & LF_SK_CONN))
+	if (!s)
 		return;
 	s->flags &= ~LF_SK_CONN;
 	c = conn_of(s);
 	if (!c)
 		return;
 	if (c->state == LF_CONN_PAIRED) {
-		s->in_redir = c->redir[!(s->dir & 1)];
-		s->in_read = c->read[!(s->dir & 1)];
+		s->in_redir = c->redir[peer_dir(s)];
+		s->in_read = c->read[peer_dir(s)];
 		s->flags |= LF_SK_CLOSED;
 	} else if (c->state == LF_CONN_RELEASED) {
 		s->flags |= LF_SK_RELEASED;
@@ -735,15 +753,11 @@ static __always_inline int release_ready(struct lf_conn *c)
  */
 static __always_inline void ops_rtt(struct bpf_sock_ops *skops)
 {
-	struct bpf_sock *sk = skops->sk;
+	struct lf_sk *s = sk_conn(skops->sk);
 	struct lf_conn *c;
 	struct lf_key own;
-	struct lf_sk *s;
 
-	if (!sk)
-		return;
-	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
-	if (!s || !(s->flags & LF_SK_CONN))
+	if (!s)
 		return;
 	c = conn_of(s);
 	if (!c)
@@ -897,22 +911,19 @@ SEC("sk_msg")
 int lf_msg(struct sk_msg_md *msg)
 {
 	struct bpf_sock *sk = msg->sk;
+	struct lf_sk *s = sk_conn(sk);
 	struct lf_config *cfg;
 	struct lf_conn *c;
-	struct lf_sk *s;
 	__u64 len = msg->size;
 	__u32 d;
 
-	if (!sk)
-		return SK_PASS;
-	s = bpf_sk_storage_get(&lf_sk_store, sk, 0, 0);
-	if (!s || !(s->flags & LF_SK_CONN))
+	if (!s)
 		return SK_PASS;
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
 	cfg = config_get();
 	if (!c || !cfg)
 		return SK_PASS;
-	d = s->dir & 1;
+	d = sk_dir(s);
 	if (!msg_decide(c, d, sk->state, len, s->flags, cfg)) {
 		stat_add(LF_ST_MSGS_DETOURED, 1);
 		stat_add(LF_ST_BYTES_DETOURED, len);
@@ -954,8 +965,8 @@ static __always_inline void count_read(struct sock *sk, int ret, int flags)
 	if (!(s->flags & LF_SK_CONN))
 		return;
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
-	if (c && c->cookie[s->dir & 1] == s->cookie)
-		__sync_fetch_and_add(&c->read[!(s->dir & 1)], ret);
+	if (c && c->cookie[sk_dir(s)] == s->cookie)
+		__sync_fetch_and_add(&c->read[peer_dir(s)], ret);
 }
 
 /* Kernels with the sock_recv_length tracepoint (6.12 and later). */

@@ -128,10 +128,17 @@ bind_modules()
 # for the whole run keeps that key on, so it is not patched meanwhile.
 hold_netstamp_key()
 {
+	local pid
+
+	# SO_TIMESTAMP is 29 on amd64; Python's socket module does not name it.
 	python3 -c 'import socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_TIMESTAMP, 1)
+s.setsockopt(socket.SOL_SOCKET, 29, 1)
 time.sleep(1 << 30)' &
+	pid=$!
+	sleep 1
+	kill -0 "$pid" 2>/dev/null ||
+		die "cannot hold the timestamp key on (SO_TIMESTAMP)"
 }
 
 # Run the suites; write `PASSED FAILED BOOT_S SUITES_S` to LFVM_RESULT.
