@@ -628,7 +628,12 @@ static int parse_command(struct ctl_opts *o, const struct command *c, int argc,
 		lopts[n++] =
 			(struct option){ co->name, no_argument, NULL, co->val };
 	lopts[n] = (struct option){ 0 };
-	optind = 1;
+	/*
+	 * 0, not 1: glibc starts over only then, and forgets the "+" of
+	 * parse_global, which would stop at the command's argument and leave
+	 * the options after it unparsed.
+	 */
+	optind = 0;
 	while ((opt = getopt_long(argc, argv, "jh", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'j':
