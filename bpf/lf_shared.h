@@ -42,7 +42,7 @@ enum lf_mode {
  * them in lf_layout: a loopfastd adopts only pins of its own layout.
  * Bump it with any change to a pinned map's key or value.
  */
-#define LF_LAYOUT 4
+#define LF_LAYOUT 5
 
 /* The single entry of the lf_config array map; loopfastd is its only writer. */
 struct lf_config {
@@ -62,6 +62,15 @@ struct lf_config {
  */
 #define LF_VETO_CG_MAX 1024
 #define LF_CG_DEPTH_MAX 32
+
+/*
+ * Cgroups with a mode of their own (`loopfastctl mode MODE --cgroup PATH`,
+ * the cgroup-mode setting): key cgroup id, value enum lf_mode. loopfastd
+ * expands each policy to the cgroups below it on each scan; a socket's
+ * cgroup (lf_sk.cgroup) found here takes that mode instead of
+ * lf_config.mode.
+ */
+#define LF_CG_MODE_MAX 1024
 
 /*
  * One endpoint's view of a connection: the key of that endpoint's socket in
@@ -115,7 +124,8 @@ struct lf_sk {
 	 * The cgroup of the process that first set a loopfast option on the
 	 * socket (the socket's own cgroup: the shim sets LOOPFAST_SERVED
 	 * right after socket()); accepted sockets inherit the listener's,
-	 * as their cgroup is the listener's. Looked up in lf_veto_cg.
+	 * as their cgroup is the listener's. Looked up in lf_veto_cg and
+	 * lf_cg_mode.
 	 */
 	__u64 cgroup;
 };
@@ -309,16 +319,17 @@ static inline int lf_heartbeat_fresh(__u64 heartbeat_ns, __u64 now_ns)
 }
 
 /*
- * Should an endpoint of a new connection go fast? The first failing rule
+ * Should an endpoint of a new connection go fast? mode is the endpoint's
+ * own: its cgroup's (lf_cg_mode), else cfg->mode. The first failing rule
  * names the reason, in the order an operator would look for it.
  */
-static inline enum lf_verdict lf_policy(const struct lf_config *cfg,
+static inline enum lf_verdict lf_policy(const struct lf_config *cfg, __u32 mode,
 					__u64 now_ns, int optin, int served,
 					int loopback, int cg_veto)
 {
-	if (cfg->mode == LF_MODE_OFF)
+	if (mode == LF_MODE_OFF)
 		return optin ? LF_V_MODE_OFF : LF_V_NOT_WANTED;
-	if (cfg->mode != LF_MODE_ALL && !optin)
+	if (mode != LF_MODE_ALL && !optin)
 		return LF_V_NOT_WANTED;
 	if (!loopback)
 		return LF_V_NOT_LOOPBACK;

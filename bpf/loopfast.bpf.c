@@ -104,6 +104,13 @@ struct {
 } lf_veto_cg SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LF_CG_MODE_MAX);
+	__type(key, __u64);
+	__type(value, __u32);
+} lf_cg_mode SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LF_ST_MAX);
 	__type(key, __u32);
@@ -443,6 +450,21 @@ static __always_inline int sk_cgroup_vetoed(struct lf_sk *s,
 	       bpf_map_lookup_elem(&lf_veto_cg, &s->cgroup);
 }
 
+/*
+ * The socket's mode: its cgroup's own (lf_cg_mode, written by loopfastd
+ * for the cgroups at and below each per-cgroup policy), else the global
+ * one. Looked up once per endpoint, at ESTABLISHED.
+ */
+static __always_inline __u32 sk_mode(struct lf_sk *s, struct lf_config *cfg)
+{
+	__u32 *mode;
+
+	if (!s)
+		return cfg->mode;
+	mode = bpf_map_lookup_elem(&lf_cg_mode, &s->cgroup);
+	return mode ? *mode : cfg->mode;
+}
+
 static __always_inline enum lf_verdict ops_verdict(struct lf_sk *s,
 						   struct lf_key *k)
 {
@@ -450,9 +472,9 @@ static __always_inline enum lf_verdict ops_verdict(struct lf_sk *s,
 
 	if (!cfg)
 		return LF_V_NOT_WANTED;
-	return lf_policy(cfg, bpf_ktime_get_ns(), s && s->optin,
-			 s && (s->flags & LF_SK_SERVED), lf_key_is_loopback(k),
-			 sk_cgroup_vetoed(s, cfg));
+	return lf_policy(cfg, sk_mode(s, cfg), bpf_ktime_get_ns(),
+			 s && s->optin, s && (s->flags & LF_SK_SERVED),
+			 lf_key_is_loopback(k), sk_cgroup_vetoed(s, cfg));
 }
 
 static __always_inline void count_verdict(enum lf_verdict v)

@@ -4,7 +4,7 @@
  * BPF links, pin links and maps; adopt what a previous run pinned; unload.
  *
  * Pin layout under the pin dir:
- *   maps/{sk_store,sockhash,conns,config,stats,veto_cg,layout}
+ *   maps/{sk_store,sockhash,conns,config,stats,veto_cg,cg_mode,layout}
  *   links/{setsockopt,getsockopt,sockops,recv_length}
  * links/recv_length is pinned last and marks a complete data path.
  *
@@ -47,6 +47,7 @@ static const struct map_pin {
 	{ "config", SKEL_OFF(maps.lf_config) },
 	{ "stats", SKEL_OFF(maps.lf_stats) },
 	{ "veto_cg", SKEL_OFF(maps.lf_veto_cg) },
+	{ "cg_mode", SKEL_OFF(maps.lf_cg_mode) },
 	{ "layout", SKEL_OFF(maps.lf_layout) },
 };
 
@@ -189,6 +190,7 @@ static int dp_adopt(struct lf_dp *dp, const struct lf_opts *opts)
 		return -ENOENT;
 	dp->sockhash_fd = map_get(opts->pin_dir, "sockhash");
 	dp->veto_cg_fd = map_get(opts->pin_dir, "veto_cg");
+	dp->cg_mode_fd = map_get(opts->pin_dir, "cg_mode");
 	if (!bpf_obj_get_info_by_fd(dp->conns_fd, &info, &len))
 		dp->sockhash_size = info.max_entries;
 	dp->adopted = 1;
@@ -264,6 +266,7 @@ static int dp_load(struct lf_dp *dp, const struct lf_opts *opts)
 	dp->conns_fd = bpf_map__fd(skel->maps.lf_conns);
 	dp->sockhash_fd = bpf_map__fd(skel->maps.lf_sockhash);
 	dp->veto_cg_fd = bpf_map__fd(skel->maps.lf_veto_cg);
+	dp->cg_mode_fd = bpf_map__fd(skel->maps.lf_cg_mode);
 	dp->sockhash_size = opts->sockhash_size;
 	return dp_layout_write(skel);
 }
@@ -384,7 +387,7 @@ int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts)
 
 	memset(dp, 0, sizeof(*dp));
 	dp->config_fd = dp->stats_fd = dp->conns_fd = -1;
-	dp->sockhash_fd = dp->veto_cg_fd = -1;
+	dp->sockhash_fd = dp->veto_cg_fd = dp->cg_mode_fd = -1;
 	err = lf_bpffs_ensure(opts->pin_dir);
 	if (err)
 		return err;
@@ -457,10 +460,12 @@ void lf_dp_close(struct lf_dp *dp)
 			close(dp->sockhash_fd);
 		if (dp->veto_cg_fd >= 0)
 			close(dp->veto_cg_fd);
+		if (dp->cg_mode_fd >= 0)
+			close(dp->cg_mode_fd);
 	}
 	dp->skel = NULL;
 	dp->config_fd = dp->stats_fd = dp->conns_fd = -1;
-	dp->sockhash_fd = dp->veto_cg_fd = -1;
+	dp->sockhash_fd = dp->veto_cg_fd = dp->cg_mode_fd = -1;
 }
 
 /*
@@ -487,6 +492,35 @@ int lf_dp_veto_cg_write(struct lf_dp *dp, const uint64_t *ids, int n)
 			bpf_map_delete_elem(dp->veto_cg_fd, &key);
 		key = next;
 	}
+	return err;
+}
+
+/*
+ * Make lf_cg_mode hold exactly ids[i] -> modes[i] for i < n: stale keys
+ * out, the rest written. 0 or the first -errno.
+ */
+int lf_dp_cg_mode_write(struct lf_dp *dp, const uint64_t *ids,
+			const __u32 *modes, int n)
+{
+	__u64 key, next;
+	int i, more, err = 0;
+
+	if (dp->cg_mode_fd < 0)
+		return -EOPNOTSUPP;
+	more = !bpf_map_get_next_key(dp->cg_mode_fd, NULL, &key);
+	while (more) {
+		more = !bpf_map_get_next_key(dp->cg_mode_fd, &key, &next);
+		for (i = 0; i < n && ids[i] != key; i++)
+			;
+		if (i == n)
+			bpf_map_delete_elem(dp->cg_mode_fd, &key);
+		key = next;
+	}
+	for (i = 0; i < n; i++)
+		if (bpf_map_update_elem(dp->cg_mode_fd, &ids[i], &modes[i],
+					BPF_ANY) &&
+		    !err)
+			err = -errno;
 	return err;
 }
 

@@ -39,6 +39,7 @@ struct lf_dp {
 	int conns_fd;
 	int sockhash_fd; /* -1 when adopted without it */
 	int veto_cg_fd; /* -1 when adopted from pins without it */
+	int cg_mode_fd; /* -1 when adopted from pins without it */
 	int adopted;
 	struct bpf_program *recv_prog; /* the read counter this kernel got */
 	struct bpf_link *links[LF_DP_LINKS]; /* as link_pins in dp.c */
@@ -59,6 +60,8 @@ int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts);
 int lf_dp_attach(struct lf_dp *dp, const struct lf_opts *opts);
 void lf_dp_close(struct lf_dp *dp);
 int lf_dp_veto_cg_write(struct lf_dp *dp, const uint64_t *ids, int n);
+int lf_dp_cg_mode_write(struct lf_dp *dp, const uint64_t *ids,
+			const __u32 *modes, int n);
 int lf_dp_config_write(struct lf_dp *dp, const struct lf_config *cfg);
 int lf_dp_config_read(struct lf_dp *dp, struct lf_config *cfg);
 int lf_dp_stats_read(struct lf_dp *dp, __u64 out[LF_ST_MAX]);

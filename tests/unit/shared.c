@@ -610,8 +610,9 @@ Test(policy, decision_table)
 			.heartbeat_ns = hb_value(policy_tbl[i].hb),
 			.detour_limit = LF_DEFAULT_DETOUR_LIMIT,
 		};
-		enum lf_verdict v = lf_policy(&cfg, NOW_NS, policy_tbl[i].optin,
-					      1, policy_tbl[i].loopback, 0);
+		enum lf_verdict v = lf_policy(&cfg, cfg.mode, NOW_NS,
+					      policy_tbl[i].optin, 1,
+					      policy_tbl[i].loopback, 0);
 
 		cr_expect_eq(v, policy_tbl[i].want,
 			     "row %zu: mode %u optin %d loopback %d hb %s "
@@ -627,23 +628,26 @@ Test(policy, heartbeat_boundary)
 	struct lf_config cfg = { .mode = LF_MODE_OPT_IN };
 
 	cfg.heartbeat_ns = NOW_NS - LF_HEARTBEAT_STALE_NS;
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 1, 1, 0), LF_V_FAST);
+	cr_expect_eq(lf_policy(&cfg, cfg.mode, NOW_NS, 1, 1, 1, 0), LF_V_FAST);
 	cfg.heartbeat_ns = NOW_NS - LF_HEARTBEAT_STALE_NS - 1;
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 1, 1, 0), LF_V_NO_HEARTBEAT);
+	cr_expect_eq(lf_policy(&cfg, cfg.mode, NOW_NS, 1, 1, 1, 0),
+		     LF_V_NO_HEARTBEAT);
 }
 
 Test(policy, only_served_ends_go_fast)
 {
 	struct lf_config cfg = { .mode = LF_MODE_ALL, .heartbeat_ns = NOW_NS };
 
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 0, 0, 1, 0), LF_V_NOT_SERVED,
-		     "mode all, no shim");
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 0, 1, 1, 0), LF_V_FAST);
+	cr_expect_eq(lf_policy(&cfg, cfg.mode, NOW_NS, 0, 0, 1, 0),
+		     LF_V_NOT_SERVED, "mode all, no shim");
+	cr_expect_eq(lf_policy(&cfg, cfg.mode, NOW_NS, 0, 1, 1, 0), LF_V_FAST);
 	cfg.mode = LF_MODE_OPT_IN;
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 0, 1, 0), LF_V_NOT_SERVED,
-		     "raw option, no shim");
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 0, 1, 1, 0), LF_V_NOT_WANTED);
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 0, 0, 0), LF_V_NOT_LOOPBACK);
+	cr_expect_eq(lf_policy(&cfg, cfg.mode, NOW_NS, 1, 0, 1, 0),
+		     LF_V_NOT_SERVED, "raw option, no shim");
+	cr_expect_eq(lf_policy(&cfg, cfg.mode, NOW_NS, 0, 1, 1, 0),
+		     LF_V_NOT_WANTED);
+	cr_expect_eq(lf_policy(&cfg, cfg.mode, NOW_NS, 1, 0, 0, 0),
+		     LF_V_NOT_LOOPBACK);
 }
 
 Test(policy, cgroup_veto_is_a_veto)
@@ -651,10 +655,32 @@ Test(policy, cgroup_veto_is_a_veto)
 	struct lf_config cfg = { .mode = LF_MODE_OPT_IN,
 				 .heartbeat_ns = NOW_NS };
 
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 1, 1, 1), LF_V_VETO);
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 1, 1, 0, 1), LF_V_NOT_LOOPBACK,
-		     "not loopback comes first");
-	cr_expect_eq(lf_policy(&cfg, NOW_NS, 0, 1, 1, 1), LF_V_NOT_WANTED);
+	cr_expect_eq(lf_policy(&cfg, cfg.mode, NOW_NS, 1, 1, 1, 1), LF_V_VETO);
+	cr_expect_eq(lf_policy(&cfg, cfg.mode, NOW_NS, 1, 1, 0, 1),
+		     LF_V_NOT_LOOPBACK, "not loopback comes first");
+	cr_expect_eq(lf_policy(&cfg, cfg.mode, NOW_NS, 0, 1, 1, 1),
+		     LF_V_NOT_WANTED);
+}
+
+/* The endpoint's own mode (its cgroup's) decides, not the global one. */
+Test(policy, endpoint_mode_overrides_global)
+{
+	struct lf_config cfg = { .mode = LF_MODE_OFF, .heartbeat_ns = NOW_NS };
+
+	cr_expect_eq(lf_policy(&cfg, LF_MODE_ALL, NOW_NS, 0, 1, 1, 0),
+		     LF_V_FAST, "global off, cgroup all");
+	cr_expect_eq(lf_policy(&cfg, LF_MODE_OPT_IN, NOW_NS, 1, 1, 1, 0),
+		     LF_V_FAST, "global off, cgroup opt-in, opted in");
+	cr_expect_eq(lf_policy(&cfg, LF_MODE_OPT_IN, NOW_NS, 0, 1, 1, 0),
+		     LF_V_NOT_WANTED,
+		     "global off, cgroup opt-in, not opted in");
+	cfg.mode = LF_MODE_ALL;
+	cr_expect_eq(lf_policy(&cfg, LF_MODE_OFF, NOW_NS, 0, 1, 1, 0),
+		     LF_V_NOT_WANTED, "global all, cgroup off");
+	cr_expect_eq(lf_policy(&cfg, LF_MODE_OFF, NOW_NS, 1, 1, 1, 0),
+		     LF_V_MODE_OFF, "global all, cgroup off, opted in");
+	cr_expect_eq(lf_policy(&cfg, LF_MODE_ALL, NOW_NS, 0, 1, 1, 1),
+		     LF_V_VETO, "a cgroup's mode does not waive the veto");
 }
 
 /* ------------------------------------------------------------------ */
