@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@ struct ctl_opts {
 	const char *socket;
 	int json;
 	int prometheus;
+	const char *cgroup; /* mode --cgroup PATH */
+	const char *arg; /* the command's argument, checked against choices */
 };
 
 /* An option of one command (every command also takes -j and -h). */
@@ -31,6 +34,7 @@ struct cmd_opt {
 	const char *name;
 	int val;
 	const char *help;
+	const char *arg; /* the value it takes, NULL: none */
 };
 
 struct command {
@@ -47,12 +51,21 @@ struct command {
 static int conns_run(const struct ctl_opts *o, int argc, char **argv);
 static int check_run(const struct ctl_opts *o, int argc, char **argv);
 static int run_run(const struct ctl_opts *o, int argc, char **argv);
+static int mode_run(const struct ctl_opts *o, int argc, char **argv);
 
-enum { OPT_PROMETHEUS = 1000 };
+enum { OPT_PROMETHEUS = 1000, OPT_CGROUP };
 
 static const struct cmd_opt stats_opts[] = {
 	{ "prometheus", OPT_PROMETHEUS,
-	  "the Prometheus text format (node_exporter textfile collector)" },
+	  "the Prometheus text format (node_exporter textfile collector)",
+	  NULL },
+	{ 0 },
+};
+
+static const struct cmd_opt mode_opts[] = {
+	{ "cgroup", OPT_CGROUP,
+	  "the mode of this cgroup and those below it (deepest wins); default removes it",
+	  "PATH" },
 	{ 0 },
 };
 
@@ -65,9 +78,11 @@ static const struct command commands[] = {
 	  .help = "the live fast connections",
 	  .run = conns_run },
 	{ .name = "mode",
-	  .args = "opt-in|all|off",
-	  .choices = lf_mode_names,
-	  .help = "set the mode for new connections (root)" },
+	  .args = "opt-in|all|off|default",
+	  .choices = lf_cgroup_mode_names,
+	  .help = "set the mode for new connections; with --cgroup PATH, a cgroup's (root)",
+	  .opts = mode_opts,
+	  .run = mode_run },
 	{ .name = "filter-policy",
 	  .args = "respect|ignore",
 	  .choices = lf_policy_names,
@@ -178,6 +193,8 @@ static const char *list_name(const char *line, size_t keylen)
 		return "conns";
 	if (keylen == 4 && !strncmp(line, "hook", 4))
 		return "hook-list";
+	if (keylen == 11 && !strncmp(line, "cgroup-mode", 11))
+		return "cgroup-mode-list";
 	return NULL;
 }
 
@@ -529,18 +546,23 @@ static int report_error(const struct ctl_opts *o, int err, const char *reply)
 	return 1;
 }
 
-static int run_command(const struct ctl_opts *o, const struct command *c,
+static int run_command(const struct ctl_opts *o, const char *name,
 		       const char *arg)
 {
-	char cmd[256];
+	char cmd[LF_CTL_LINE_MAX];
 	char *reply;
 	int err;
 
 	reply = malloc(REPLY_MAX);
 	if (!reply)
 		return 1;
-	snprintf(cmd, sizeof(cmd), "%s%s%s", c->name, arg ? " " : "",
-		 arg ? arg : "");
+	if (snprintf(cmd, sizeof(cmd), "%s%s%s", name, arg ? " " : "",
+		     arg ? arg : "") >= (int)sizeof(cmd)) {
+		fprintf(stderr,
+			"loopfastctl: the request is longer than %d bytes\n",
+			LF_CTL_LINE_MAX - 1);
+		return 2;
+	}
 	err = lf_ctl_request(o->socket, cmd, reply, REPLY_MAX);
 	if (err)
 		err = report_error(o, err, reply);
@@ -565,7 +587,8 @@ static void command_usage(FILE *f, const struct command *c)
 		c->name, c->args ? " " : "", c->args ? c->args : "", c->help);
 	fprintf(f, "Options:\n");
 	for (co = c->opts; co && co->name; co++) {
-		snprintf(left, sizeof(left), "--%s", co->name);
+		snprintf(left, sizeof(left), "--%s%s%s", co->name,
+			 co->arg ? " " : "", co->arg ? co->arg : "");
 		fprintf(f, "  %-22s %s\n", left, co->help);
 	}
 	fprintf(f, "  %-22s %s\n  %-22s %s\n", "-j, --json", "print JSON",
@@ -625,8 +648,10 @@ static int parse_command(struct ctl_opts *o, const struct command *c, int argc,
 	lopts[n++] = (struct option){ "json", no_argument, NULL, 'j' };
 	lopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
 	for (co = c->opts; co && co->name && n < 15; co++)
-		lopts[n++] =
-			(struct option){ co->name, no_argument, NULL, co->val };
+		lopts[n++] = (struct option){ co->name,
+					      co->arg ? required_argument :
+							no_argument,
+					      NULL, co->val };
 	lopts[n] = (struct option){ 0 };
 	/*
 	 * 0, not 1: glibc starts over only then, and forgets the "+" of
@@ -644,6 +669,9 @@ static int parse_command(struct ctl_opts *o, const struct command *c, int argc,
 			return 0;
 		case OPT_PROMETHEUS:
 			o->prometheus = 1;
+			break;
+		case OPT_CGROUP:
+			o->cgroup = optarg;
 			break;
 		default:
 			fprintf(stderr,
@@ -666,6 +694,32 @@ static int check_run(const struct ctl_opts *o, int argc, char **argv)
 static int run_run(const struct ctl_opts *o, int argc, char **argv)
 {
 	return lf_run_main(o->socket, argc, argv);
+}
+
+/*
+ * mode MODE: the global mode. With --cgroup PATH, that cgroup's own mode
+ * (cgroup-mode MODE PATH), or "default" to remove it. A path that exists
+ * is sent with its symlinks resolved, so a relative one works too.
+ */
+static int mode_run(const struct ctl_opts *o, int argc, char **argv)
+{
+	char path[PATH_MAX], arg[PATH_MAX + 16];
+
+	(void)argc;
+	(void)argv;
+	if (!o->cgroup) {
+		if (lf_name_index(lf_mode_names, o->arg) < 0) {
+			fprintf(stderr,
+				"loopfastctl: 'mode %s' needs --cgroup PATH: it removes that cgroup's own mode\n",
+				o->arg);
+			return 2;
+		}
+		return run_command(o, "mode", o->arg);
+	}
+	if (!realpath(o->cgroup, path))
+		snprintf(path, sizeof(path), "%s", o->cgroup);
+	snprintf(arg, sizeof(arg), "%s %s", o->arg, path);
+	return run_command(o, "cgroup-mode", arg);
 }
 
 int main(int argc, char **argv)
@@ -709,7 +763,8 @@ int main(int argc, char **argv)
 			argv[ops]);
 		return 2;
 	}
+	o.arg = arg;
 	if (c->run)
 		return c->run(&o, argc, argv);
-	return run_command(&o, c, arg);
+	return run_command(&o, c->name, arg);
 }

@@ -8,7 +8,7 @@
 #include "lf_shared.h"
 #include "proto.h"
 
-int lf_proto_split(char *line, char **cmd, char **arg)
+int lf_proto_split_rest(char *line, char **cmd, char **rest)
 {
 	char *p, *sp;
 
@@ -18,7 +18,7 @@ int lf_proto_split(char *line, char **cmd, char **arg)
 	while (*line == ' ')
 		line++;
 	*cmd = line;
-	*arg = NULL;
+	*rest = NULL;
 	sp = strchr(line, ' ');
 	if (!sp)
 		return *line ? 0 : -EINVAL;
@@ -28,10 +28,17 @@ int lf_proto_split(char *line, char **cmd, char **arg)
 	p = sp + strlen(sp);
 	while (p > sp && p[-1] == ' ')
 		*--p = '\0';
-	if (strchr(sp, ' '))
-		return -EINVAL;
-	*arg = *sp ? sp : NULL;
+	*rest = *sp ? sp : NULL;
 	return 0;
+}
+
+int lf_proto_split(char *line, char **cmd, char **arg)
+{
+	int err = lf_proto_split_rest(line, cmd, arg);
+
+	if (!err && *arg && strchr(*arg, ' '))
+		return -EINVAL;
+	return err;
 }
 
 const char *const lf_mode_names[] = {
@@ -39,6 +46,15 @@ const char *const lf_mode_names[] = {
 	[LF_MODE_ALL] = "all",
 	[LF_MODE_OFF] = "off",
 	[LF_MODE_OFF + 1] = NULL,
+};
+
+_Static_assert(LF_MODE_DEFAULT == LF_MODE_OFF + 1,
+	       "default comes right after the modes");
+
+const char *const lf_cgroup_mode_names[] = {
+	[LF_MODE_OPT_IN] = "opt-in",  [LF_MODE_ALL] = "all",
+	[LF_MODE_OFF] = "off",	      [LF_MODE_DEFAULT] = "default",
+	[LF_MODE_DEFAULT + 1] = NULL,
 };
 
 const char *const lf_policy_names[] = { "respect", "ignore", NULL };

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * control.c - loopfastd's control socket: a Unix stream socket (0600),
- * one command per line (at most 4096 bytes), replies of "key value" lines
- * ending in "OK" or "FAIL <message>". Drivable by hand:
+ * one command per line (at most 4096 bytes) with at most one argument
+ * (cgroup-mode's, a mode and a path, is the rest of the line), replies of
+ * "key value" lines ending in "OK" or "FAIL <message>". Drivable by hand:
  *	socat - UNIX:/run/loopfast/loopfastd.sock
  * Commands that change the daemon are for uid 0 only (SO_PEERCRED),
  * whatever the file mode; the read-only ones are for anyone who can open
@@ -23,6 +24,7 @@
 #include <bpf/bpf.h>
 #include <libgen.h>
 
+#include "cgpath.h"
 #include "linebuf.h"
 #include "log.h"
 #include "loopfastd.h"
@@ -86,6 +88,21 @@ static void hooks_add(struct lf_daemon *d, struct reply *r)
 				  "");
 }
 
+/*
+ * The per-cgroup modes, one "cgroup-mode MODE PATH" line each, and how
+ * many cgroups they cover now.
+ */
+static void cgroup_modes_add(struct lf_daemon *d, struct reply *r)
+{
+	const char *path;
+	int i, mode;
+
+	reply_add(r, "cgroup-modes %d\n", lf_cgmode_count(d->cgmode));
+	for (i = 0; !lf_cgmode_get(d->cgmode, i, &mode, &path); i++)
+		reply_add(r, "cgroup-mode %s %s\n", lf_mode_name(mode), path);
+	reply_add(r, "cgroup-mode-cgroups %d\n", lf_cgmode_cgroups(d->cgmode));
+}
+
 static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 {
 	(void)arg;
@@ -105,6 +122,7 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 		d->dp.sockhash_size, (unsigned long long)d->cfg.detour_limit,
 		(unsigned long long)(now_ns() - d->cfg.heartbeat_ns) / 1000000);
 	hooks_add(d, r);
+	cgroup_modes_add(d, r);
 	return 0;
 }
 
@@ -281,6 +299,30 @@ static int cmd_mode(struct lf_daemon *d, const char *arg, struct reply *r)
 	return err;
 }
 
+/* "cgroup-mode MODE PATH": a cgroup's own mode; "default" removes it. */
+static int cmd_cgroup_mode(struct lf_daemon *d, const char *arg,
+			   struct reply *r)
+{
+	char buf[LF_CTL_LINE_MAX], canon[PATH_MAX], msg[PATH_MAX + 256];
+	char *path;
+	int mode, err;
+
+	snprintf(buf, sizeof(buf), "%s", arg ? arg : "");
+	if (lf_cgspec_parse(buf, &mode, &path)) {
+		reply_add(
+			r,
+			"cgroup-mode takes MODE PATH: MODE opt-in, all, off or default, PATH an absolute cgroup path without . or ..");
+		return -EINVAL;
+	}
+	err = d->ops->set_cgroup_mode(d, mode, path, canon, msg, sizeof(msg));
+	if (err)
+		reply_add(r, "%s", msg);
+	else
+		reply_add(r, "cgroup-mode %s %s\n", lf_cgroup_mode_names[mode],
+			  canon);
+	return err;
+}
+
 static int cmd_filter_policy(struct lf_daemon *d, const char *arg,
 			     struct reply *r)
 {
@@ -327,16 +369,19 @@ static const struct ctl_cmd {
 	int (*fn)(struct lf_daemon *d, const char *arg, struct reply *r);
 	const char *help;
 	int mutating; /* root only */
+	int rest; /* its argument is the rest of the line, spaces and all */
 } ctl_cmds[] = {
-	{ "status", cmd_status, "daemon, mode, policy, hooks found", 0 },
-	{ "stats", cmd_stats, "counters", 0 },
-	{ "conns", cmd_conns, "live fast connections", 0 },
-	{ "mode", cmd_mode, "opt-in|all|off (root)", 1 },
-	{ "filter-policy", cmd_filter_policy, "respect|ignore (root)", 1 },
+	{ "status", cmd_status, "daemon, mode, policy, hooks found", 0, 0 },
+	{ "stats", cmd_stats, "counters", 0, 0 },
+	{ "conns", cmd_conns, "live fast connections", 0, 0 },
+	{ "mode", cmd_mode, "opt-in|all|off (root)", 1, 0 },
+	{ "cgroup-mode", cmd_cgroup_mode,
+	  "opt-in|all|off|default PATH: a cgroup's own mode (root)", 1, 1 },
+	{ "filter-policy", cmd_filter_policy, "respect|ignore (root)", 1, 0 },
 	{ "reload", cmd_reload, "re-read the --config file, as SIGHUP (root)",
-	  1 },
+	  1, 0 },
 	{ "unload", cmd_unload,
-	  "detach and unpin the data path, then exit (root)", 1 },
+	  "detach and unpin the data path, then exit (root)", 1, 0 },
 };
 
 static void ctl_help(struct reply *r)
@@ -355,10 +400,9 @@ static void ctl_run(struct lf_daemon *d, uid_t uid, char *line, struct reply *r)
 	size_t i, base;
 	int err;
 
-	if (lf_proto_split(line, &name, &arg)) {
-		reply_add(
-			r,
-			"FAIL bad input: one command and at most one argument, printable ASCII (try 'help')\n");
+	if (lf_proto_split_rest(line, &name, &arg)) {
+		reply_add(r, "FAIL bad input: one command and at most one "
+			     "argument, printable ASCII (try 'help')\n");
 		return;
 	}
 	if (!strcmp(name, "help")) {
@@ -369,6 +413,11 @@ static void ctl_run(struct lf_daemon *d, uid_t uid, char *line, struct reply *r)
 	for (i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++)
 		if (!strcmp(name, ctl_cmds[i].name))
 			cmd = &ctl_cmds[i];
+	if ((!cmd || !cmd->rest) && arg && strchr(arg, ' ')) {
+		reply_add(r, "FAIL bad input: one command and at most one "
+			     "argument, printable ASCII (try 'help')\n");
+		return;
+	}
 	if (!cmd) {
 		reply_add(r, "FAIL unknown command '%.64s' (try 'help')\n",
 			  name);
@@ -389,7 +438,7 @@ static void ctl_run(struct lf_daemon *d, uid_t uid, char *line, struct reply *r)
 		reply_add(r, "OK\n");
 	} else if (r->len > base) {
 		/* The command wrote its own message: make it FAIL's. */
-		char msg[256];
+		char msg[LF_CTL_LINE_MAX];
 
 		snprintf(msg, sizeof(msg), "%s", r->buf + base);
 		r->len = base;

@@ -3,6 +3,7 @@
 #ifndef LOOPFASTD_H
 #define LOOPFASTD_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <limits.h>
 #include <linux/types.h>
@@ -11,6 +12,14 @@
 #include "lf_shared.h"
 
 struct loopfast_bpf;
+
+/* One per-cgroup mode setting: cgroup-mode = MODE PATH. */
+#define LF_CGMODE_MAX 64
+
+struct lf_cg_policy {
+	int mode; /* enum lf_mode */
+	char *path; /* normalized; owned by whoever holds the policy */
+};
 
 struct lf_opts {
 	char cgroup[PATH_MAX];
@@ -27,6 +36,10 @@ struct lf_opts {
 	__u32 sockhash_size;
 	__u64 detour_limit;
 	__u32 release_run;
+	/* cgroup-mode settings: the config file's, then the command line's */
+	struct lf_cg_policy cg_modes[LF_CGMODE_MAX];
+	int n_cg_modes;
+	int cli_cg_modes; /* index of the command line's first */
 };
 
 /* The data path: BPF objects loaded (or adopted from the pin dir). */
@@ -67,6 +80,32 @@ int lf_dp_config_read(struct lf_dp *dp, struct lf_config *cfg);
 int lf_dp_stats_read(struct lf_dp *dp, __u64 out[LF_ST_MAX]);
 int lf_dp_unload(const char *pin_dir);
 
+/* cgmode.c: modes of their own for cgroups below the served one */
+struct lf_cgmode;
+struct lf_cgmode *lf_cgmode_open(const char *served);
+void lf_cgmode_close(struct lf_cgmode *cm);
+/*
+ * Set path's mode (a live change), or remove its policy (LF_MODE_DEFAULT).
+ * The path, symlinks resolved, into canon (PATH_MAX). 0, or -errno with
+ * the reason in msg.
+ */
+int lf_cgmode_set(struct lf_cgmode *cm, int mode, const char *path, char *canon,
+		  char *msg, size_t size);
+/*
+ * The policies become exactly v[0..n) (start, reload); a cgroup not there
+ * yet is taken. All or nothing: 0, or -EINVAL with each error logged.
+ */
+int lf_cgmode_replace(struct lf_cgmode *cm, const struct lf_cg_policy *v,
+		      int n);
+/* Expand the policies over their subtrees into lf_cg_mode (each scan). */
+void lf_cgmode_sync(struct lf_cgmode *cm, struct lf_dp *dp);
+int lf_cgmode_count(const struct lf_cgmode *cm);
+/* Policy i: 0, or -ENOENT past the last. */
+int lf_cgmode_get(const struct lf_cgmode *cm, int i, int *mode,
+		  const char **path);
+/* Cgroups lf_cg_mode holds after the last scan. */
+int lf_cgmode_cgroups(const struct lf_cgmode *cm);
+
 /* control.c */
 struct lf_daemon;
 int lf_ctl_listen(const char *path);
@@ -97,6 +136,12 @@ enum lf_quit {
 struct lf_ctl_ops {
 	int (*set_mode)(struct lf_daemon *d, int mode);
 	int (*set_filter_policy)(struct lf_daemon *d, int ignore);
+	/*
+	 * Set a cgroup's mode, or remove it (LF_MODE_DEFAULT); canon gets
+	 * the cgroup's path (PATH_MAX). 0, or -errno with the reason in msg.
+	 */
+	int (*set_cgroup_mode)(struct lf_daemon *d, int mode, const char *path,
+			       char *canon, char *msg, size_t size);
 	/* Re-read the --config file, as SIGHUP does; -EINVAL on errors. */
 	int (*reload)(struct lf_daemon *d);
 	void (*unload)(struct lf_daemon *d);
@@ -114,6 +159,7 @@ struct lf_daemon {
 	int veto_cg_all; /* hooks below the cgroup veto all: see main.c */
 	int veto_cg_stale; /* lf_veto_cg to be written again */
 	struct lf_watch *watch;
+	struct lf_cgmode *cgmode; /* the per-cgroup modes (cgmode.c) */
 };
 
 /* owners.c: who holds the sockets of the fast connections */

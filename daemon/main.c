@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <bpf/libbpf.h>
 
+#include "cgpath.h"
 #include "conf.h"
 #include "ctl.h"
 #include "log.h"
@@ -42,6 +43,7 @@ enum opt_id {
 	OPT_VERSION,
 	OPT_LOG_LEVEL,
 	OPT_RELEASE_RUN,
+	OPT_CGROUP_MODE,
 };
 
 /* The one option table: parsing, config-file keys and --help. */
@@ -51,34 +53,40 @@ static const struct opt_desc {
 	int id;
 	const char *arg;
 	const char *help;
+	int repeat; /* each use adds one more (the file's, then argv's) */
 } opt_table[] = {
 	{ "foreground", 0, OPT_FOREGROUND, NULL,
-	  "stay in the foreground (systemd, tests)" },
+	  "stay in the foreground (systemd, tests)", 0 },
 	{ "cgroup", 1, OPT_CGROUP, "PATH",
-	  "cgroup v2 directory to attach to (default: the cgroup2 root)" },
+	  "cgroup v2 directory to attach to (default: the cgroup2 root)", 0 },
 	{ "pin-dir", 1, OPT_PIN_DIR, "DIR",
-	  "bpffs directory for links and maps (default " LF_DEFAULT_PIN_DIR
-	  ")" },
+	  "bpffs directory for links and maps (default " LF_DEFAULT_PIN_DIR ")",
+	  0 },
 	{ "socket", 1, OPT_SOCKET, "PATH",
-	  "control socket (default " LF_DEFAULT_SOCKET ")" },
-	{ "mode", 1, OPT_MODE, "MODE", "opt-in (default), all or off" },
+	  "control socket (default " LF_DEFAULT_SOCKET ")", 0 },
+	{ "mode", 1, OPT_MODE, "MODE", "opt-in (default), all or off", 0 },
+	{ "cgroup-mode", 1, OPT_CGROUP_MODE, "'MODE PATH'",
+	  "the mode of cgroup PATH and the cgroups below it; the deepest wins",
+	  1 },
 	{ "filter-policy", 1, OPT_FILTER_POLICY, "POLICY",
-	  "respect (default) or ignore filter hooks" },
+	  "respect (default) or ignore filter hooks", 0 },
 	{ "sockhash-size", 1, OPT_SOCKHASH_SIZE, "N",
-	  "fast sockets at most (default 65536)" },
+	  "fast sockets at most (default 65536)", 0 },
 	{ "detour-limit", 1, OPT_DETOUR_LIMIT, "BYTES",
-	  "unread redirected bytes that send a direction to TCP for good (default 4194304)" },
+	  "unread redirected bytes that send a direction to TCP for good (default 4194304)",
+	  0 },
 	{ "release-run", 1, OPT_RELEASE_RUN, "N",
-	  "small sends in a row that send a stream to TCP for good (default 64, 0 never)" },
+	  "small sends in a row that send a stream to TCP for good (default 64, 0 never)",
+	  0 },
 	{ "config", 1, OPT_CONFIG, "FILE",
-	  "read 'key = value' lines with these option names" },
+	  "read 'key = value' lines with these option names", 0 },
 	{ "unload", 0, OPT_UNLOAD, NULL,
-	  "detach and unpin the data path in --pin-dir, then exit" },
+	  "detach and unpin the data path in --pin-dir, then exit", 0 },
 	{ "log-level", 1, OPT_LOG_LEVEL, "LEVEL",
-	  "err, warn, info (default) or debug" },
-	{ "verbose", 0, OPT_VERBOSE, NULL, "more log (repeat for debug)" },
-	{ "version", 0, OPT_VERSION, NULL, "print versions and exit" },
-	{ "help", 0, OPT_HELP, NULL, "this text" },
+	  "err, warn, info (default) or debug", 0 },
+	{ "verbose", 0, OPT_VERBOSE, NULL, "more log (repeat for debug)", 0 },
+	{ "version", 0, OPT_VERSION, NULL, "print versions and exit", 0 },
+	{ "help", 0, OPT_HELP, NULL, "this text", 0 },
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
@@ -94,7 +102,8 @@ static void usage(FILE *f)
 		snprintf(left, sizeof(left), "--%s%s%s", opt_table[i].name,
 			 opt_table[i].arg ? " " : "",
 			 opt_table[i].arg ? opt_table[i].arg : "");
-		fprintf(f, "  %-26s %s\n", left, opt_table[i].help);
+		fprintf(f, "  %-26s %s%s\n", left, opt_table[i].help,
+			opt_table[i].repeat ? " (repeatable)" : "");
 	}
 }
 
@@ -121,6 +130,34 @@ static int policy_parse(const char *val, int *ignore)
 		return i;
 	*ignore = i;
 	return 0;
+}
+
+/* "MODE PATH" (not "default": a setting names a mode) added to o. */
+static int cg_mode_add(struct lf_opts *o, const char *val)
+{
+	char buf[PATH_MAX + 16], *path;
+	int mode;
+
+	if (snprintf(buf, sizeof(buf), "%s", val) >= (int)sizeof(buf) ||
+	    lf_cgspec_parse(buf, &mode, &path) || mode == LF_MODE_DEFAULT ||
+	    o->n_cg_modes >= LF_CGMODE_MAX)
+		return -EINVAL;
+	path = strdup(path);
+	if (!path)
+		return -ENOMEM;
+	o->cg_modes[o->n_cg_modes].mode = mode;
+	o->cg_modes[o->n_cg_modes].path = path;
+	o->n_cg_modes++;
+	return 0;
+}
+
+static void cg_modes_free(struct lf_opts *o, int from)
+{
+	int i;
+
+	for (i = from; i < o->n_cg_modes; i++)
+		free(o->cg_modes[i].path);
+	o->n_cg_modes = from;
 }
 
 static int opt_apply(struct lf_opts *o, int id, const char *val)
@@ -157,6 +194,8 @@ static int opt_apply(struct lf_opts *o, int id, const char *val)
 		return o->mode < 0 ? -EINVAL : 0;
 	case OPT_FILTER_POLICY:
 		return policy_parse(val, &o->filter_ignore);
+	case OPT_CGROUP_MODE:
+		return cg_mode_add(o, val);
 	case OPT_SOCKHASH_SIZE:
 		if (parse_u64(val, &v) || !v || v > (1U << 24))
 			return -EINVAL;
@@ -342,6 +381,8 @@ static int opts_parse(struct lf_opts *o, int argc, char **argv)
 			if (err)
 				return err;
 		}
+		if (pass == 0)
+			o->cli_cg_modes = o->n_cg_modes;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "loopfastd: unexpected argument '%s'\n",
@@ -449,6 +490,7 @@ static int daemon_publish(struct lf_daemon *d)
 	int err;
 
 	daemon_watch(d);
+	lf_cgmode_sync(d->cgmode, &d->dp);
 	d->cfg.heartbeat_ns = monotonic_ns();
 	err = lf_dp_config_write(&d->dp, &d->cfg);
 	if (err)
@@ -475,6 +517,17 @@ static int daemon_set_filter_policy(struct lf_daemon *d, int ignore)
 			d->hooks.n ? " (some are present now)" : "");
 	else
 		pr_info("filter-policy respect");
+	return daemon_publish(d);
+}
+
+static int daemon_set_cgroup_mode(struct lf_daemon *d, int mode,
+				  const char *path, char *canon, char *msg,
+				  size_t size)
+{
+	int err = lf_cgmode_set(d->cgmode, mode, path, canon, msg, size);
+
+	if (err)
+		return err;
 	return daemon_publish(d);
 }
 
@@ -543,8 +596,40 @@ static void log_apply(const struct lf_opts *cli, const struct lf_opts *file)
 }
 
 /*
- * SIGHUP: re-read the config file. Mode, filter policy, log level and
- * detour limit apply at once; a file with an error changes nothing.
+ * The cgroup modes become the file's (in o) and the command line's (in
+ * cur); a live change through the control socket is dropped. On success
+ * cur holds them; an error changes nothing.
+ */
+static int reload_cg_modes(struct lf_daemon *d, struct lf_opts *o)
+{
+	struct lf_opts *cur = &d->opts;
+	int i, n = o->n_cg_modes, cli = cur->n_cg_modes - cur->cli_cg_modes;
+
+	if (n + cli > LF_CGMODE_MAX) {
+		pr_err("reload: more than %d cgroup-mode settings",
+		       LF_CGMODE_MAX);
+		return -EINVAL;
+	}
+	for (i = 0; i < cli; i++)
+		o->cg_modes[n + i] = cur->cg_modes[cur->cli_cg_modes + i];
+	if (lf_cgmode_replace(d->cgmode, o->cg_modes, n + cli))
+		return -EINVAL;
+	/* cur takes the file's; the command line's stay where they are. */
+	for (i = 0; i < cur->cli_cg_modes; i++)
+		free(cur->cg_modes[i].path);
+	memmove(&cur->cg_modes[n], &cur->cg_modes[cur->cli_cg_modes],
+		cli * sizeof(cur->cg_modes[0]));
+	memcpy(cur->cg_modes, o->cg_modes, n * sizeof(cur->cg_modes[0]));
+	cur->n_cg_modes = n + cli;
+	cur->cli_cg_modes = n;
+	o->n_cg_modes = 0;
+	return 0;
+}
+
+/*
+ * SIGHUP: re-read the config file. Mode, cgroup modes, filter policy, log
+ * level and detour limit apply at once; a file with an error changes
+ * nothing.
  */
 static int daemon_reload(struct lf_daemon *d)
 {
@@ -555,9 +640,10 @@ static int daemon_reload(struct lf_daemon *d)
 		return 0;
 	}
 	opts_defaults(&o);
-	if (config_load(&o, d->opts.config)) {
+	if (config_load(&o, d->opts.config) || reload_cg_modes(d, &o)) {
 		pr_err("reload: %s has errors; the running config is kept",
 		       d->opts.config);
+		cg_modes_free(&o, 0);
 		return -EINVAL;
 	}
 	reload_warn_fixed(&d->opts, &o);
@@ -593,6 +679,7 @@ static void daemon_unload(struct lf_daemon *d)
 static const struct lf_ctl_ops daemon_ctl_ops = {
 	.set_mode = daemon_set_mode,
 	.set_filter_policy = daemon_set_filter_policy,
+	.set_cgroup_mode = daemon_set_cgroup_mode,
 	.reload = daemon_reload_notify,
 	.unload = daemon_unload,
 };
@@ -668,6 +755,18 @@ static int opts_resolve(struct lf_opts *o)
 	if (err)
 		pr_err("no cgroup v2 mount in /proc/self/mounts; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified) or pass --cgroup");
 	return err;
+}
+
+/* The cgroup modes of the config file and the command line, checked. */
+static int cgmode_open(struct lf_daemon *d)
+{
+	d->cgmode = lf_cgmode_open(d->opts.cgroup);
+	if (!d->cgmode) {
+		pr_err("out of memory");
+		return -ENOMEM;
+	}
+	return lf_cgmode_replace(d->cgmode, d->opts.cg_modes,
+				 d->opts.n_cg_modes);
 }
 
 /*
@@ -852,9 +951,14 @@ int main(int argc, char **argv)
 	}
 	if (opts_resolve(&d.opts))
 		return 1;
+	err = cgmode_open(&d);
+	if (err)
+		return err == -ENOMEM ? 1 : 2;
 	if (!d.opts.foreground && daemonize(&ready_fd))
 		return 1;
 	err = daemon_run(&d, &ready_fd);
 	ready_report(&ready_fd, err ? 1 : 0);
+	lf_cgmode_close(d.cgmode);
+	cg_modes_free(&d.opts, 0);
 	return err ? 1 : 0;
 }
