@@ -693,7 +693,7 @@ static int check_run(const struct ctl_opts *o, int argc, char **argv)
 
 static int run_run(const struct ctl_opts *o, int argc, char **argv)
 {
-	return lf_run_main(o->socket, argc, argv);
+	return lf_run_main(o->socket, o->json, argc, argv);
 }
 
 /*

@@ -27,6 +27,7 @@
 
 struct run_opts {
 	int no_auto;
+	int json;
 	const char *shim;
 	const char *socket;
 };
@@ -284,7 +285,9 @@ static void run_usage(FILE *f)
 		"opted in (LOOPFAST_AUTO=1) unless --no-auto is given.\n\n"
 		"  -n, --no-auto     only the program's own ioctl/setsockopt opt in\n"
 		"  -S, --shim PATH   the shim to preload (default: the installed one)\n"
-		"  -h, --help        this text\n",
+		"  -h, --help        this text\n\n"
+		"--json does not apply: what run prints is the program's own\n"
+		"output; its warnings go to stderr as text.\n",
 		SHIM_NAME);
 }
 
@@ -294,12 +297,13 @@ static int run_parse(struct run_opts *o, int argc, char **argv)
 		{ "no-auto", no_argument, NULL, 'n' },
 		{ "shim", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "json", no_argument, NULL, 'j' },
 		{ 0 },
 	};
 	int opt;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+nS:h", lopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+nS:hj", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'n':
 			o->no_auto = 1;
@@ -310,6 +314,9 @@ static int run_parse(struct run_opts *o, int argc, char **argv)
 		case 'h':
 			run_usage(stdout);
 			return 0;
+		case 'j':
+			o->json = 1;
+			break;
 		default:
 			run_usage(stderr);
 			return -EINVAL;
@@ -322,9 +329,9 @@ static int run_parse(struct run_opts *o, int argc, char **argv)
 	return optind;
 }
 
-int lf_run_main(const char *socket, int argc, char **argv)
+int lf_run_main(const char *socket, int json, int argc, char **argv)
 {
-	struct run_opts o = { .socket = socket };
+	struct run_opts o = { .socket = socket, .json = json };
 	char shim[PATH_MAX], file[PATH_MAX];
 	const char *why;
 	int first, err;
@@ -332,6 +339,10 @@ int lf_run_main(const char *socket, int argc, char **argv)
 	first = run_parse(&o, argc, argv);
 	if (first <= 0)
 		return first ? 2 : 0;
+	if (o.json) {
+		pr_err("run: --json does not apply: what run prints is the program's own output");
+		return 2;
+	}
 	err = shim_find(o.shim, shim, sizeof(shim));
 	if (err) {
 		pr_err("cannot find %s (looked at --shim, $LOOPFAST_SHIM, next to loopfastctl and in ../lib); build it with 'make' or pass --shim PATH",

@@ -11,6 +11,6 @@
  * Execs the command, so it returns only on failure: 127 when the command
  * or the shim cannot be found, 2 for a usage error.
  */
-int lf_run_main(const char *socket, int argc, char **argv);
+int lf_run_main(const char *socket, int json, int argc, char **argv);
 
 #endif /* LF_CLI_RUN_H */

@@ -243,6 +243,26 @@ Test(run, missing_command_and_missing_shim)
 	lf_env_finish(&env);
 }
 
+/* --json, before or after run: a usage error that says why, nothing run. */
+Test(run, json_does_not_apply)
+{
+	struct res r;
+
+	start();
+	run_sh(&r, "%s --socket %s --json run -- echo ran", ctl(), env.sock);
+	cr_assert(r.code == 2, "exit %d: %s", r.code, r.err);
+	cr_assert(strstr(r.err, "--json does not apply") && !*r.out,
+		  "stdout '%s' stderr '%s'", r.out, r.err);
+	run_sh(&r, "%s --socket %s run --json -- echo ran", ctl(), env.sock);
+	cr_assert(r.code == 2, "exit %d: %s", r.code, r.err);
+	cr_assert(strstr(r.err, "--json does not apply") && !*r.out,
+		  "stdout '%s' stderr '%s'", r.out, r.err);
+	run_sh(&r, "%s run --help", ctl());
+	cr_assert(r.code == 0 && strstr(r.out, "--json does not apply"),
+		  "exit %d: '%s'", r.code, r.out);
+	lf_env_finish(&env);
+}
+
 /* A program run this way really is on the fast path. */
 Test(run, program_gets_the_fast_path)
 {
