@@ -519,6 +519,8 @@ int lf_ctl_listen(const char *path)
  * heartbeat, nor the others.
  */
 struct lf_client {
+	struct lf_daemon *d; /* its daemon, for the loop's handler */
+	int slot; /* its index in d->clients */
 	int fd;
 	uid_t uid;
 	int closing; /* no more input; close once the output is out */
@@ -575,6 +577,8 @@ void lf_ctl_serve(struct lf_daemon *d, int lfd)
 			close(fd);
 			continue;
 		}
+		c->d = d;
+		c->slot = i;
 		c->fd = fd;
 		c->uid = peer_uid(fd);
 		c->last_ns = now_ns();
@@ -764,42 +768,14 @@ static int client_work(struct lf_daemon *d, struct lf_client *c)
 	return err < 0 ? err : 0;
 }
 
-int lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n)
+/* What a client waits for: input while it may take more, output queued. */
+static short client_events(const struct lf_client *c)
 {
-	struct pollfd *p = pfds;
-	struct lf_client *c;
-	int i, wait = -1;
-
-	for (i = 0; i < LF_CTL_MAX_CLIENTS; i++) {
-		c = d->clients[i];
-		if (!c)
-			continue;
-		p[*n].fd = c->fd;
-		/* A client that does not read its answers is not read. */
-		p[*n].events = (!c->closing && client_may_work(c) &&
-						lf_ctl_in_room(&c->in) ?
-					POLLIN :
-					0) |
-			       (c->out_len > c->out_off ? POLLOUT : 0);
-		p[*n].revents = 0;
-		if (client_ready(c))
-			wait = 0;
-		else if (stream_waits(c) && wait)
-			wait = OWNERS_POLL_MS;
-		(*n)++;
-	}
-	return wait;
-}
-
-static int client_pollfd(void *pfds, int n, int fd)
-{
-	struct pollfd *p = pfds;
-	int i;
-
-	for (i = 0; i < n; i++)
-		if (p[i].fd == fd)
-			return p[i].revents;
-	return 0;
+	/* A client that does not read its answers is not read. */
+	return (!c->closing && client_may_work(c) && lf_ctl_in_room(&c->in) ?
+			POLLIN :
+			0) |
+	       (c->out_len > c->out_off ? POLLOUT : 0);
 }
 
 /* Done with a client: an error, its answers out after EOF, or idle. */
@@ -811,32 +787,56 @@ static int client_done(const struct lf_client *c, int err, __u64 now)
 	       c->last_ns + CLIENT_IDLE_NS < now;
 }
 
-/* Serve every client once; drop the gone, done and idle. */
-void lf_ctl_handle(struct lf_daemon *d, void *pfds, int n)
+/* A client's round: read, answer, write; dropped when gone, done or idle. */
+static void client_event(void *ctx, short ev)
 {
-	__u64 now = now_ns();
-	struct lf_client *c;
-	int i, ev, err;
+	struct lf_client *c = ctx;
+	struct lf_daemon *d = c->d;
+	int err = 0;
 
+	if (ev & (POLLIN | POLLHUP | POLLERR) && !c->closing &&
+	    client_may_work(c) && lf_ctl_in_room(&c->in))
+		err = client_read(c);
+	if (!err)
+		err = client_work(d, c);
+	if (!err)
+		err = client_flush(c);
+	if (!err && c->discard == 1 && c->out_len == c->out_off) {
+		shutdown(c->fd, SHUT_WR);
+		c->discard = 2;
+	}
+	if (client_done(c, err, now_ns()))
+		client_close(d, c->slot);
+}
+
+static void listen_event(void *ctx, short ev)
+{
+	struct lf_daemon *d = ctx;
+
+	if (ev)
+		lf_ctl_serve(d, d->ctl_fd);
+}
+
+/*
+ * The control socket's part of a loop round: the listening socket, and
+ * each client, woken at once when it has work ready, or soon while its
+ * conns answer waits for an owners scan.
+ */
+void lf_ctl_prepare(struct lf_daemon *d, struct lf_loop *l)
+{
+	struct lf_client *c;
+	int i;
+
+	lf_loop_add(l, d->ctl_fd, POLLIN, listen_event, d);
 	for (i = 0; i < LF_CTL_MAX_CLIENTS; i++) {
 		c = d->clients[i];
-		if (!c)
+		if (!c || lf_loop_add(l, c->fd, client_events(c), client_event,
+				      c))
 			continue;
-		ev = client_pollfd(pfds, n, c->fd);
-		err = 0;
-		if (ev & (POLLIN | POLLHUP | POLLERR) && !c->closing &&
-		    client_may_work(c) && lf_ctl_in_room(&c->in))
-			err = client_read(c);
-		if (!err)
-			err = client_work(d, c);
-		if (!err)
-			err = client_flush(c);
-		if (!err && c->discard == 1 && c->out_len == c->out_off) {
-			shutdown(c->fd, SHUT_WR);
-			c->discard = 2;
-		}
-		if (client_done(c, err, now))
-			client_close(d, i);
+		if (client_ready(c))
+			lf_loop_wake_in(l, 0);
+		else if (stream_waits(c))
+			lf_loop_wake_in(l, OWNERS_POLL_MS);
 	}
 }
 

@@ -4,6 +4,7 @@
 #define LOOPFASTD_H
 
 #include <stddef.h>
+#include <poll.h>
 #include <stdint.h>
 #include <limits.h>
 #include <linux/types.h>
@@ -106,19 +107,40 @@ int lf_cgmode_get(const struct lf_cgmode *cm, int i, int *mode,
 /* Cgroups lf_cg_mode holds after the last scan. */
 int lf_cgmode_cgroups(const struct lf_cgmode *cm);
 
+/* loop.c: one poll() round at a time; see the file's comment. */
+#define LF_CTL_MAX_CLIENTS 256
+#define LF_METRICS_MAX_CLIENTS 16
+#define LF_LOOP_MAX (8 + LF_CTL_MAX_CLIENTS + LF_METRICS_MAX_CLIENTS)
+
+/* Called once per round with what poll() found for its fd (0: nothing). */
+typedef void (*lf_loop_fn)(void *ctx, short revents);
+
+struct lf_loop {
+	struct pollfd pfd[LF_LOOP_MAX];
+	struct {
+		lf_loop_fn fn;
+		void *ctx;
+	} h[LF_LOOP_MAX];
+	int n;
+	int timeout_ms; /* -1: as long as poll likes */
+};
+
+void lf_loop_begin(struct lf_loop *l);
+/* Watch fd for events this round and hand the result to fn; -ENOSPC. */
+int lf_loop_add(struct lf_loop *l, int fd, short events, lf_loop_fn fn,
+		void *ctx);
+/* Come round again within ms, whatever poll() finds. */
+void lf_loop_wake_in(struct lf_loop *l, int ms);
+/* Wait, then run every handler of the round once; 0 or -errno. */
+int lf_loop_run(struct lf_loop *l);
+
 /* control.c */
 struct lf_daemon;
 int lf_ctl_listen(const char *path);
 void lf_ctl_serve(struct lf_daemon *d, int lfd);
-/*
- * Adds the clients' pollfds; returns how long the loop may wait for them
- * in ms: 0 when one has work ready now, -1 for as long as it likes.
- */
-int lf_ctl_poll_fds(struct lf_daemon *d, void *pfds, int *n);
-void lf_ctl_handle(struct lf_daemon *d, void *pfds, int n);
+/* The listening socket and the clients, for one loop round. */
+void lf_ctl_prepare(struct lf_daemon *d, struct lf_loop *l);
 void lf_ctl_close_all(struct lf_daemon *d);
-
-#define LF_CTL_MAX_CLIENTS 256
 
 struct lf_client;
 

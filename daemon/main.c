@@ -22,7 +22,6 @@
 
 #include "cgpath.h"
 #include "conf.h"
-#include "ctl.h"
 #include "log.h"
 #include "proto.h"
 #include "loopfastd.h"
@@ -699,12 +698,42 @@ static void signals_read(struct lf_daemon *d, int sfd)
 	}
 }
 
+struct lf_loop_watch {
+	int fd;
+	int changed;
+};
+
+struct sig_src {
+	struct lf_daemon *d;
+	int fd;
+};
+
+static void signal_event(void *ctx, short ev)
+{
+	struct sig_src *s = ctx;
+
+	if (ev)
+		signals_read(s->d, s->fd);
+}
+
+/* A filter changed: drain the events; the round ends with a rescan. */
+static void watch_event(void *ctx, short ev)
+{
+	struct lf_loop_watch *w = ctx;
+
+	if (!ev)
+		return;
+	lf_watch_drain(w->fd);
+	w->changed = 1;
+}
+
 static int daemon_loop(struct lf_daemon *d, int sfd)
 {
-	struct pollfd pfds[4 + LF_CTL_MAX_CLIENTS];
-	int wfds[2], nw, i, changed;
+	static struct lf_loop loop;
+	struct lf_loop_watch wsrc[2];
+	struct sig_src sig = { d, sfd };
+	int wfds[2], nw, i, changed, err;
 	__u64 next = 0, now;
-	int n, timeout, wait;
 
 	while (!d->quit) {
 		now = monotonic_ns();
@@ -712,34 +741,24 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 			daemon_publish(d);
 			next = now + LF_HEARTBEAT_PERIOD_MS * 1000000ULL;
 		}
-		pfds[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
-		pfds[1] = (struct pollfd){ .fd = d->ctl_fd, .events = POLLIN };
-		n = 2;
+		lf_loop_begin(&loop);
+		lf_loop_wake_in(&loop, (int)((next - now) / 1000000 + 1));
+		lf_loop_add(&loop, sfd, POLLIN, signal_event, &sig);
 		nw = lf_watch_fds(d->watch, wfds);
-		for (i = 0; i < nw; i++)
-			pfds[n++] = (struct pollfd){ .fd = wfds[i],
-						     .events = POLLIN };
-		/* Clients with work ready: look at the fds, do not wait. */
-		timeout = (int)((next - now) / 1000000 + 1);
-		wait = lf_ctl_poll_fds(d, pfds, &n);
-		if (wait >= 0 && wait < timeout)
-			timeout = wait;
-		if (poll(pfds, n, timeout) < 0 && errno != EINTR)
-			return -errno;
-		if (pfds[0].revents)
-			signals_read(d, sfd);
-		if (pfds[1].revents)
-			lf_ctl_serve(d, d->ctl_fd);
+		for (i = 0; i < nw; i++) {
+			wsrc[i] = (struct lf_loop_watch){ wfds[i], 0 };
+			lf_loop_add(&loop, wfds[i], POLLIN, watch_event,
+				    &wsrc[i]);
+		}
+		lf_ctl_prepare(d, &loop);
+		err = lf_loop_run(&loop);
+		if (err)
+			return err;
 		/* A filter changed: look now, not at the next heartbeat. */
-		changed = 0;
-		for (i = 0; i < nw; i++)
-			if (pfds[2 + i].revents) {
-				lf_watch_drain(pfds[2 + i].fd);
-				changed = 1;
-			}
+		for (changed = 0, i = 0; i < nw; i++)
+			changed |= wsrc[i].changed;
 		if (changed)
 			daemon_publish(d);
-		lf_ctl_handle(d, pfds + 2 + nw, n - 2 - nw);
 	}
 	return 0;
 }
