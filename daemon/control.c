@@ -830,8 +830,8 @@ void lf_ctl_prepare(struct lf_daemon *d, struct lf_loop *l)
 	lf_loop_add(l, d->ctl_fd, POLLIN, listen_event, d);
 	for (i = 0; i < LF_CTL_MAX_CLIENTS; i++) {
 		c = d->clients[i];
-		if (!c || lf_loop_add(l, c->fd, client_events(c), client_event,
-				      c))
+		if (!c ||
+		    lf_loop_add(l, c->fd, client_events(c), client_event, c))
 			continue;
 		if (client_ready(c))
 			lf_loop_wake_in(l, 0);
