@@ -282,58 +282,26 @@ static const char *reply_get(const char *reply, const char *key, size_t *len)
 	return NULL;
 }
 
-/* One family: its HELP and TYPE, then every counter of it. */
-static void prom_family(const char *reply, size_t first)
-{
-	const struct lf_stat_desc *d = &lf_stat_descs[first];
-	const char *v;
-	size_t i, len;
-
-	printf("# HELP loopfast_%s_total %s\n# TYPE loopfast_%s_total "
-	       "counter\n",
-	       d->family, d->help, d->family);
-	for (i = first; i < LF_ST_MAX; i++) {
-		d = &lf_stat_descs[i];
-		if (strcmp(d->family, lf_stat_descs[first].family))
-			continue;
-		v = reply_get(reply, d->key, &len);
-		if (!v || !is_number(v, len))
-			continue;
-		printf("loopfast_%s_total", d->family);
-		if (d->reason)
-			printf("{reason=\"%s\"}", d->reason);
-		printf(" %.*s\n", (int)len, v);
-	}
-}
-
 /*
- * The stats reply in the Prometheus text exposition format: each family
- * once (the reasons a connection stayed regular are one family with a
- * reason label), the live connections as a gauge, and build info.
+ * The stats reply in the Prometheus text exposition format: the counters
+ * it has (one missing is 0, as from a daemon older than this loopfastctl).
  */
 static void print_prometheus(const char *reply)
 {
-	const char *v;
-	size_t i, j, len;
+	__u64 v[LF_ST_MAX] = { 0 };
+	long long live = -1;
+	const char *p;
+	size_t i, len;
 
 	for (i = 0; i < LF_ST_MAX; i++) {
-		for (j = 0; j < i; j++)
-			if (!strcmp(lf_stat_descs[j].family,
-				    lf_stat_descs[i].family))
-				break;
-		if (j == i)
-			prom_family(reply, i);
+		p = reply_get(reply, lf_stat_descs[i].key, &len);
+		if (p && is_number(p, len))
+			v[i] = strtoull(p, NULL, 10);
 	}
-	v = reply_get(reply, "conns-live", &len);
-	if (v && is_number(v, len))
-		printf("# HELP loopfast_live_connections Fast connections "
-		       "live now.\n# TYPE loopfast_live_connections gauge\n"
-		       "loopfast_live_connections %.*s\n",
-		       (int)len, v);
-	printf("# HELP loopfast_build_info The loopfastctl that wrote "
-	       "this.\n# TYPE loopfast_build_info gauge\n"
-	       "loopfast_build_info{version=\"%s\"} 1\n",
-	       LF_VERSION);
+	p = reply_get(reply, "conns-live", &len);
+	if (p && is_number(p, len))
+		live = strtoll(p, NULL, 10);
+	lf_stats_prometheus(stdout, v, live, "loopfastctl");
 }
 
 /* A token of a conns line: its bytes. */

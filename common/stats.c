@@ -59,3 +59,49 @@ const struct lf_stat_desc *lf_stat_find(const char *key, size_t len)
 			return &lf_stat_descs[i];
 	return NULL;
 }
+
+/* One family: its HELP and TYPE, then every counter of it. */
+static void prom_family(FILE *f, const __u64 v[LF_ST_MAX], size_t first)
+{
+	const struct lf_stat_desc *d = &lf_stat_descs[first];
+	size_t i;
+
+	fprintf(f,
+		"# HELP loopfast_%s_total %s\n# TYPE loopfast_%s_total counter\n",
+		d->family, d->help, d->family);
+	for (i = first; i < LF_ST_MAX; i++) {
+		d = &lf_stat_descs[i];
+		if (strcmp(d->family, lf_stat_descs[first].family))
+			continue;
+		fprintf(f, "loopfast_%s_total", d->family);
+		if (d->reason)
+			fprintf(f, "{reason=\"%s\"}", d->reason);
+		fprintf(f, " %llu\n", (unsigned long long)v[i]);
+	}
+}
+
+void lf_stats_prometheus(FILE *f, const __u64 v[LF_ST_MAX], long long live,
+			 const char *who)
+{
+	size_t i, j;
+
+	for (i = 0; i < LF_ST_MAX; i++) {
+		for (j = 0; j < i; j++)
+			if (!strcmp(lf_stat_descs[j].family,
+				    lf_stat_descs[i].family))
+				break;
+		if (j == i)
+			prom_family(f, v, i);
+	}
+	if (live >= 0)
+		fprintf(f,
+			"# HELP loopfast_live_connections Fast connections live now.\n"
+			"# TYPE loopfast_live_connections gauge\n"
+			"loopfast_live_connections %lld\n",
+			live);
+	fprintf(f,
+		"# HELP loopfast_build_info The %s that wrote this.\n"
+		"# TYPE loopfast_build_info gauge\n"
+		"loopfast_build_info{version=\"%s\"} 1\n",
+		who, LF_VERSION);
+}

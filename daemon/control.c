@@ -174,19 +174,29 @@ static long count_conns(struct lf_dp *dp)
 	return n;
 }
 
+int lf_ctl_stats(struct lf_daemon *d, __u64 v[LF_ST_MAX], long *live)
+{
+	int err = lf_dp_stats_read(&d->dp, v);
+
+	if (!err)
+		*live = count_conns(&d->dp);
+	return err;
+}
+
 static int cmd_stats(struct lf_daemon *d, const char *arg, struct reply *r)
 {
 	__u64 v[LF_ST_MAX];
+	long live;
 	int err, i;
 
 	(void)arg;
-	err = lf_dp_stats_read(&d->dp, v);
+	err = lf_ctl_stats(d, v, &live);
 	if (err)
 		return err;
 	for (i = 0; i < LF_ST_MAX; i++)
 		reply_add(r, "%s %llu\n", lf_stat_descs[i].key,
 			  (unsigned long long)v[i]);
-	reply_add(r, "conns-live %ld\n", count_conns(&d->dp));
+	reply_add(r, "conns-live %ld\n", live);
 	return 0;
 }
 

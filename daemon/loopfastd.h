@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <limits.h>
 #include <linux/types.h>
 
@@ -27,6 +28,7 @@ struct lf_opts {
 	char pin_dir[PATH_MAX];
 	char socket[PATH_MAX];
 	char config[PATH_MAX];
+	char metrics_listen[80]; /* ADDR:PORT, or empty: no endpoint */
 	int foreground;
 	int unload;
 	int mode; /* enum lf_mode */
@@ -141,6 +143,21 @@ void lf_ctl_serve(struct lf_daemon *d, int lfd);
 /* The listening socket and the clients, for one loop round. */
 void lf_ctl_prepare(struct lf_daemon *d, struct lf_loop *l);
 void lf_ctl_close_all(struct lf_daemon *d);
+/* The counters and the live connections (counted at most once a second). */
+int lf_ctl_stats(struct lf_daemon *d, __u64 v[LF_ST_MAX], long *live);
+
+/* metrics.c: the optional HTTP endpoint for Prometheus */
+struct lf_metrics;
+/* Write the metrics page to f; 0 or -errno (the scraper gets a 500). */
+typedef int (*lf_metrics_render_fn)(void *ctx, FILE *f);
+/* Listen on ADDR:PORT; NULL after saying why. */
+struct lf_metrics *lf_metrics_open(const char *where,
+				   lf_metrics_render_fn render, void *ctx);
+void lf_metrics_close(struct lf_metrics *m);
+/* The listening socket and its clients, for one loop round. */
+void lf_metrics_prepare(struct lf_metrics *m, struct lf_loop *l);
+/* Does s parse as --metrics-listen's ADDR:PORT? */
+int lf_metrics_addr_ok(const char *s);
 
 struct lf_client;
 
@@ -182,6 +199,7 @@ struct lf_daemon {
 	int veto_cg_stale; /* lf_veto_cg to be written again */
 	struct lf_watch *watch;
 	struct lf_cgmode *cgmode; /* the per-cgroup modes (cgmode.c) */
+	struct lf_metrics *metrics; /* the HTTP endpoint, or NULL */
 };
 
 /* owners.c: who holds the sockets of the fast connections */

@@ -24,6 +24,7 @@
 #include "conf.h"
 #include "log.h"
 #include "proto.h"
+#include "stats.h"
 #include "loopfastd.h"
 
 enum opt_id {
@@ -43,6 +44,7 @@ enum opt_id {
 	OPT_LOG_LEVEL,
 	OPT_RELEASE_RUN,
 	OPT_CGROUP_MODE,
+	OPT_METRICS_LISTEN,
 };
 
 /* The one option table: parsing, config-file keys and --help. */
@@ -76,6 +78,9 @@ static const struct opt_desc {
 	  0 },
 	{ "release-run", 1, OPT_RELEASE_RUN, "N",
 	  "small sends in a row that send a stream to TCP for good (default 64, 0 never)",
+	  0 },
+	{ "metrics-listen", 1, OPT_METRICS_LISTEN, "ADDR:PORT",
+	  "serve Prometheus metrics at http://ADDR:PORT/metrics, e.g. 127.0.0.1:9478 (default: off)",
 	  0 },
 	{ "config", 1, OPT_CONFIG, "FILE",
 	  "read 'key = value' lines with these option names", 0 },
@@ -195,6 +200,12 @@ static int opt_apply(struct lf_opts *o, int id, const char *val)
 		return policy_parse(val, &o->filter_ignore);
 	case OPT_CGROUP_MODE:
 		return cg_mode_add(o, val);
+	case OPT_METRICS_LISTEN:
+		if (!lf_metrics_addr_ok(val))
+			return -EINVAL;
+		snprintf(o->metrics_listen, sizeof(o->metrics_listen), "%s",
+			 val);
+		return 0;
 	case OPT_SOCKHASH_SIZE:
 		if (parse_u64(val, &v) || !v || v > (1U << 24))
 			return -EINVAL;
@@ -576,6 +587,8 @@ static void reload_warn_fixed(const struct lf_opts *cur,
 		pr_warn("reload: pin-dir and socket change on restart only");
 	if (cur->sockhash_size != o->sockhash_size)
 		pr_warn("reload: sockhash-size changes on restart only");
+	if (strcmp(cur->metrics_listen, o->metrics_listen))
+		pr_warn("reload: metrics-listen changes on restart only");
 }
 
 /*
@@ -751,6 +764,7 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 				    &wsrc[i]);
 		}
 		lf_ctl_prepare(d, &loop);
+		lf_metrics_prepare(d->metrics, &loop);
 		err = lf_loop_run(&loop);
 		if (err)
 			return err;
@@ -900,6 +914,20 @@ static int daemon_claim(struct lf_daemon *d, int *sfd, int *lock_fd)
 	return 0;
 }
 
+/* The metrics page: the counters as `stats` has them. */
+static int metrics_render(void *ctx, FILE *f)
+{
+	struct lf_daemon *d = ctx;
+	__u64 v[LF_ST_MAX];
+	long live;
+	int err;
+
+	err = lf_ctl_stats(d, v, &live);
+	if (!err)
+		lf_stats_prometheus(f, v, live, "loopfastd");
+	return err;
+}
+
 static int daemon_run(struct lf_daemon *d, int *ready_fd)
 {
 	int sfd, lock_fd, err;
@@ -907,6 +935,14 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 	err = daemon_claim(d, &sfd, &lock_fd);
 	if (err)
 		return err;
+	if (d->opts.metrics_listen[0]) {
+		d->metrics = lf_metrics_open(d->opts.metrics_listen,
+					     metrics_render, d);
+		if (!d->metrics) {
+			err = -EADDRNOTAVAIL;
+			goto out_claim;
+		}
+	}
 	err = lf_dp_open(&d->dp, &d->opts);
 	if (err)
 		goto out_claim;
@@ -937,6 +973,8 @@ out_dp:
 		pr_info("data path unloaded; connections already fast stay fast until they close");
 	}
 out_claim:
+	lf_metrics_close(d->metrics);
+	d->metrics = NULL;
 	close(sfd);
 	close(d->ctl_fd);
 	unlink(d->opts.socket);

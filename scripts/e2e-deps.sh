@@ -3,12 +3,13 @@
 #
 # e2e-deps.sh - install, when missing, the Debian packages that the
 # end-to-end tests (tests/integration/thirdparty.c) and scripts/redis-bench.sh
-# run: redis-server, redis-tools, nginx, curl and python3.
+# run: redis-server, redis-tools, nginx, curl, python3 and prometheus
+# (its promtool too).
 #
 # Non-interactive, without recommends, `apt-get update` only when something
 # is missing, and without starting any of their system services: while it
 # installs, a /usr/sbin/policy-rc.d that exits 101 ("action forbidden") is
-# in place, so invoke-rc.d and deb-systemd-invoke leave redis and nginx
+# in place, so invoke-rc.d and deb-systemd-invoke leave redis, nginx and prometheus
 # stopped, with or without systemd. An existing policy-rc.d is left as it
 # is; one this script put there is removed on every way out.
 #
@@ -19,9 +20,9 @@ set -eu
 ME=e2e-deps.sh
 # nginx: on Debian 12 the package "nginx" itself ships /usr/sbin/nginx
 # (nginx-light and nginx-core only add modules on top of it).
-PKGS="redis-server redis-tools nginx curl python3"
+PKGS="redis-server redis-tools nginx curl python3 prometheus"
 # What the tests run, checked after the install.
-BINS="/usr/bin/redis-server /usr/bin/redis-cli /usr/bin/redis-benchmark /usr/sbin/nginx /usr/bin/curl /usr/bin/python3"
+BINS="/usr/bin/redis-server /usr/bin/redis-cli /usr/bin/redis-benchmark /usr/sbin/nginx /usr/bin/curl /usr/bin/python3 /usr/bin/prometheus /usr/bin/promtool"
 POLICY=/usr/sbin/policy-rc.d
 LOCK=/tmp/loopfast-e2e-deps.lock
 

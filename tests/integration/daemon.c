@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -584,6 +585,79 @@ Test(daemon, loopfastctl_exit_status)
 	cr_assert(st == 1, "loopfastctl status with the daemon down: exit %d",
 		  st);
 	lf_env_finish(&env);
+}
+
+/* One raw HTTP exchange with the metrics endpoint: the answer, NUL-ended. */
+static void http_ask(int port, const char *req, size_t len, char *ans,
+		     size_t size)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((unsigned short)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	size_t got = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert(fd >= 0);
+	lf_set_timeouts(fd, 5000);
+	cr_assert(!connect(fd, (struct sockaddr *)&sa, sizeof(sa)),
+		  "connect to the metrics port: %s", strerror(errno));
+	cr_assert(send(fd, req, len, MSG_NOSIGNAL) == (ssize_t)len);
+	while (got + 1 < size &&
+	       (n = recv(fd, ans + got, size - 1 - got, 0)) > 0)
+		got += n;
+	ans[got] = '\0';
+	close(fd);
+}
+
+/*
+ * --metrics-listen: GET and HEAD /metrics, 404 elsewhere, 405 for other
+ * methods, 431 for a request head over 4 KiB; a value that is no
+ * ADDR:PORT stops the start.
+ */
+Test(daemon, metrics_endpoint)
+{
+	char conf[PATH_MAX], ans[65536], big[5000];
+	struct lf_env_opts o = { 0 };
+	int port = lf_free_port(), st;
+	FILE *f;
+
+	cr_assert(port > 0);
+	snprintf(conf, sizeof(conf), "/tmp/lfmetrics-%d.conf", getpid());
+	f = fopen(conf, "w");
+	cr_assert(f);
+	fprintf(f, "metrics-listen = 127.0.0.1:%d\n", port);
+	fclose(f);
+	o.config = conf;
+	start_env(&env, &o);
+	http_ask(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 34, ans,
+		 sizeof(ans));
+	cr_assert(!strncmp(ans, "HTTP/1.1 200 OK\r\n", 17) &&
+			  strstr(ans, "text/plain; version=0.0.4") &&
+			  strstr(ans, "\nloopfast_paired_connections_total ") &&
+			  strstr(ans, "\nloopfast_live_connections ") &&
+			  strstr(ans, "loopfast_build_info{version=\""),
+		  "GET /metrics:\n%.600s", ans);
+	http_ask(port, "HEAD /metrics HTTP/1.0\r\n\r\n", 26, ans, sizeof(ans));
+	cr_assert(!strncmp(ans, "HTTP/1.1 200 OK", 15) &&
+			  !strstr(ans, "loopfast_"),
+		  "HEAD /metrics:\n%.600s", ans);
+	http_ask(port, "GET / HTTP/1.1\r\n\r\n", 18, ans, sizeof(ans));
+	cr_assert(!strncmp(ans, "HTTP/1.1 404", 12), "GET /: %.200s", ans);
+	http_ask(port, "POST /metrics HTTP/1.1\r\n\r\n", 27, ans, sizeof(ans));
+	cr_assert(!strncmp(ans, "HTTP/1.1 405", 12) &&
+			  strstr(ans, "Allow: GET, HEAD"),
+		  "POST: %.200s", ans);
+	memset(big, 'a', sizeof(big));
+	http_ask(port, big, sizeof(big), ans, sizeof(ans));
+	cr_assert(!strncmp(ans, "HTTP/1.1 431", 12), "5000 bytes: %.200s", ans);
+	cr_assert(lf_env_daemon_stop(&env) == 0);
+	lf_env_finish(&env);
+	unlink(conf);
+	st = lf_sh("%s/loopfastd --metrics-listen 127.0.0.1 --foreground "
+		   ">/dev/null 2>&1",
+		   lf_build_dir());
+	cr_assert(st == 2, "--metrics-listen without a port: exit %d", st);
 }
 
 /*

@@ -472,18 +472,9 @@ static const char *daemon_says(char *buf, size_t size)
 /* A port of 127.0.0.1 nobody listens on right now. */
 static int free_port(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd, port;
+	int port = lf_free_port();
 
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert(fd >= 0, "socket: %s", strerror(errno));
-	cr_assert(!bind(fd, (struct sockaddr *)&a, sizeof(a)), "bind: %s",
-		  strerror(errno));
-	cr_assert(!getsockname(fd, (struct sockaddr *)&a, &len));
-	port = ntohs(a.sin_port);
-	close(fd);
+	cr_assert(port > 0, "no free port: %s", strerror(-port));
 	return port;
 }
 
@@ -806,8 +797,11 @@ static void sweep_stale(void)
 	closedir(d);
 }
 
-/* Install what is missing, make the temp dir, start the private daemon. */
-static void begin(void)
+/*
+ * Install what is missing, make the temp dir, start the private daemon
+ * (with opts, NULL: the defaults).
+ */
+static void begin_with(const struct lf_env_opts *opts)
 {
 	char root[PATH_MAX], deps[PATH_MAX + 32], t[64];
 	struct proc *p;
@@ -828,7 +822,7 @@ static void begin(void)
 			"%s failed: the programs these tests run are missing (see its output above)",
 			deps);
 	}
-	err = lf_env_start(&env, NULL);
+	err = lf_env_start(&env, opts);
 	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
 	/*
 	 * These tests are about the programs, not the veto (pairing.c and
@@ -838,6 +832,11 @@ static void begin(void)
 	 */
 	err = lf_env_ctl(&env, "filter-policy ignore", NULL, 0);
 	cr_assert(err == 0, "filter-policy ignore: %s", strerror(-err));
+}
+
+static void begin(void)
+{
+	begin_with(NULL);
 }
 
 /* --- redis --- */
@@ -1425,5 +1424,96 @@ Test(thirdparty, nginx_put_upload_fast)
 	assert_same_file(got, src, "plain upload");
 	assert_nothing_fast(&d, "curl PUT to nginx on plain TCP");
 	assert_exit0(ps, proc_stop(ps, SIGTERM));
+	lf_env_finish(&env);
+}
+
+/* --- Prometheus --- */
+
+#define PROMETHEUS "/usr/bin/prometheus"
+#define PROMTOOL "/usr/bin/promtool"
+#define PROM_WAIT_MS 60000
+
+/* The value of the first sample a Prometheus instant query answers, or -1. */
+static double prom_query(int port, const char *query)
+{
+	char url[256], out[PATH_MAX], *text, *v;
+	double val = -1;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/v1/query?query=%s",
+		 port, query);
+	path_in(out, sizeof(out), "query.json");
+	run_ok("curl-query", 0, NULL, out, 20000,
+	       ARGV(CURL, "-q", "-sS", "--noproxy", "*", "--max-time", "10",
+		    url));
+	text = read_text(out);
+	/* ..."value":[<time>,"<value>"]... */
+	v = strstr(text, "\"value\":[");
+	if (v)
+		v = strchr(v, ',');
+	if (v && v[1] == '"')
+		val = strtod(v + 2, NULL);
+	free(text);
+	return val;
+}
+
+/*
+ * loopfastd --metrics-listen: the page passes promtool's lint, and a real
+ * Prometheus (Debian's) scrapes it and sees a fast connection counted.
+ */
+Test(thirdparty, prometheus_scrapes_metrics)
+{
+	char conf[PATH_MAX], pconf[PATH_MAX], db[PATH_MAX], page[PATH_MAX];
+	char text[512], url[128], cfg_arg[PATH_MAX + 16];
+	char db_arg[PATH_MAX + 24], listen_arg[64];
+	struct lf_env_opts o = { 0 };
+	int mport = free_port(), pport, c, s, i;
+	struct proc *prom;
+	double up = -1, v = -1;
+
+	cr_assert(mport > 0);
+	snprintf(conf, sizeof(conf), "/tmp/lfprom-%d.conf", getpid());
+	snprintf(text, sizeof(text), "metrics-listen = 127.0.0.1:%d\n", mport);
+	write_file(conf, text, strlen(text));
+	o.config = conf;
+	begin_with(&o);
+	unlink(conf);
+	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
+	cr_assert(lf_state(c) == 1 && lf_state(s) == 1, "pair not fast");
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", mport);
+	path_in(page, sizeof(page), "metrics.txt");
+	run_ok("curl-metrics", 0, NULL, page, 20000,
+	       ARGV(CURL, "-q", "-sS", "--fail", "--noproxy", "*", "--max-time",
+		    "10", url));
+	run_ok("promtool", 0, page, NULL, 20000,
+	       ARGV(PROMTOOL, "check", "metrics"));
+
+	pport = free_port();
+	path_in(pconf, sizeof(pconf), "prometheus.yml");
+	snprintf(text, sizeof(text),
+		 "global:\n  scrape_interval: 1s\n"
+		 "scrape_configs:\n  - job_name: loopfast\n"
+		 "    static_configs:\n      - targets: ['127.0.0.1:%d']\n",
+		 mport);
+	write_file(pconf, text, strlen(text));
+	path_in(db, sizeof(db), "prometheus-db");
+	snprintf(cfg_arg, sizeof(cfg_arg), "--config.file=%s", pconf);
+	snprintf(db_arg, sizeof(db_arg), "--storage.tsdb.path=%s", db);
+	snprintf(listen_arg, sizeof(listen_arg),
+		 "--web.listen-address=127.0.0.1:%d", pport);
+	prom = spawn("prometheus", 0, NULL, NULL,
+		     ARGV(PROMETHEUS, cfg_arg, db_arg, listen_arg));
+	wait_port(prom, pport);
+	for (i = 0; i < PROM_WAIT_MS / 500 && (up != 1 || v < 1); i++) {
+		lf_sleep_ms(500);
+		up = prom_query(pport, "up%7Bjob%3D%22loopfast%22%7D");
+		v = prom_query(pport, "loopfast_paired_connections_total");
+	}
+	cr_assert(up == 1, "Prometheus: up{job=\"loopfast\"} = %g", up);
+	cr_assert(v >= 1, "Prometheus: loopfast_paired_connections_total = %g",
+		  v);
+	proc_stop(prom, SIGTERM);
+	lf_close(&c);
+	lf_close(&s);
 	lf_env_finish(&env);
 }

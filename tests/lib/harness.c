@@ -1998,3 +1998,22 @@ void lf_diff_pair_(int fast, int family, const char *addr, int *cfd, int *sfd)
 		  "%s:%d: %s run: LOOPFAST_STATE client %d server %d, want %d",
 		  file, line, fast ? "fast" : "plain", cs, ss, fast);
 }
+
+int lf_free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd, port = -EADDRNOTAVAIL;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (!bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
+	    !getsockname(fd, (struct sockaddr *)&a, &len))
+		port = ntohs(a.sin_port);
+	else
+		port = -errno;
+	close(fd);
+	return port;
+}

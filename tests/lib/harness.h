@@ -232,6 +232,9 @@ int lf_set_nonblock(int fd, int on);
 /* SO_RCVTIMEO and SO_SNDTIMEO, so blocking calls stay bounded. */
 int lf_set_timeouts(int fd, int ms);
 
+/* A TCP port on 127.0.0.1 free a moment ago; -errno. */
+int lf_free_port(void);
+
 /* Raise RLIMIT_NOFILE to at least n (up to the hard limit). */
 int lf_raise_nofile(rlim_t n);
 
