@@ -40,8 +40,14 @@ CRITERION_LIBS := $(shell $(PKG_CONFIG) --libs criterion 2>/dev/null || echo -lc
 DAEMON_SRCS := $(wildcard daemon/*.c)
 CLI_SRCS := $(wildcard cli/*.c)
 COMMON_SRCS := $(wildcard common/*.c)
-# What tests link of common/: all but the kernel probe, which needs libbpf.
-COMMON_TEST_SRCS := $(filter-out common/kernel.c,$(COMMON_SRCS))
+# The daemon's pure code (no BPF, no sockets of its own), which unit and
+# fuzz tests link too.
+DAEMON_PURE_SRCS := daemon/conf.c daemon/filter.c daemon/linebuf.c
+# What tests link: common/ but the kernel probe (it needs libbpf), and the
+# daemon's pure code; they see the daemon's and loopfastctl's headers.
+COMMON_TEST_SRCS := $(filter-out common/kernel.c,$(COMMON_SRCS)) \
+		    $(DAEMON_PURE_SRCS)
+TEST_INC := -Idaemon -Icli
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 BENCH_SRCS := $(wildcard tests/bench/*.c)
@@ -133,17 +139,17 @@ $(O)/examples/%: examples/%.c | $(O)
 TESTLIB_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(TESTLIB_SRCS) $(COMMON_TEST_SRCS))
 .SECONDARY: $(TESTLIB_OBJS)
 
-$(O)/tests/unit-%: tests/unit/%.c $(COMMON_SRCS) | $(O)
+$(O)/tests/unit-%: tests/unit/%.c $(COMMON_TEST_SRCS) | $(O)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d $< $(COMMON_TEST_SRCS) -o $@ $(CRITERION_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(TEST_INC) $(DEPFLAGS) -MF $@.d $< $(COMMON_TEST_SRCS) -o $@ $(CRITERION_LIBS)
 
-$(O)/tests/asan-unit-%: tests/unit/%.c $(COMMON_SRCS) | $(O)
+$(O)/tests/asan-unit-%: tests/unit/%.c $(COMMON_TEST_SRCS) | $(O)
 	$(call msg,CC-ASAN,$@)
-	$(Q)$(CC) $(CFLAGS) $(SAN) $(DEPFLAGS) -MF $@.d $< $(COMMON_TEST_SRCS) -o $@ $(CRITERION_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(TEST_INC) $(SAN) $(DEPFLAGS) -MF $@.d $< $(COMMON_TEST_SRCS) -o $@ $(CRITERION_LIBS)
 
 $(O)/tests/it-%: tests/integration/%.c $(TESTLIB_OBJS) | $(O)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -Itests/lib $(DEPFLAGS) -MF $@.d $< $(TESTLIB_OBJS) -o $@ \
+	$(Q)$(CC) $(CFLAGS) $(TEST_INC) -Itests/lib $(DEPFLAGS) -MF $@.d $< $(TESTLIB_OBJS) -o $@ \
 		$(CRITERION_LIBS) $(LIBBPF_LIBS) -lpthread
 
 $(O)/tests/%: tests/tools/%.c | $(O)
@@ -166,8 +172,8 @@ tests: all $(UNIT_BINS) $(UNIT_ASAN_BINS) $(IT_BINS) $(TOOL_BINS) $(FUZZ_BINS) \
 # runs each for 30.
 FUZZ_TIME ?= 60
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	      -D_GNU_SOURCE -Icommon -Ibpf -Iinclude $(WARN)
-FUZZ_COMMON := common/proto.c common/conf.c common/linebuf.c
+	      -D_GNU_SOURCE -Icommon -Idaemon -Ibpf -Iinclude $(WARN)
+FUZZ_COMMON := common/proto.c daemon/conf.c daemon/linebuf.c
 
 $(O)/tests/fuzz-%: tests/fuzz/%.c $(FUZZ_COMMON) | $(O)
 	$(call msg,FUZZ-CC,$@)

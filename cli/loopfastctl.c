@@ -13,7 +13,7 @@
 #include <bpf/libbpf.h>
 
 #include "check.h"
-#include "ctl.h"
+#include "client.h"
 #include "proto.h"
 #include "stats.h"
 #include "log.h"
@@ -463,7 +463,7 @@ static int conns_run(const struct ctl_opts *o, int argc, char **argv)
 
 	(void)argc;
 	(void)argv;
-	err = lf_ctl_stream(o->socket, "conns", conns_line, &co, fail,
+	err = lf_client_stream(o->socket, "conns", conns_line, &co, fail,
 			    sizeof(fail));
 	if (o->json && co.n)
 		printf("]\n"); /* what came stays valid JSON */
@@ -531,7 +531,7 @@ static int run_command(const struct ctl_opts *o, const char *name,
 			LF_CTL_LINE_MAX - 1);
 		return 2;
 	}
-	err = lf_ctl_request(o->socket, cmd, reply, REPLY_MAX);
+	err = lf_client_request(o->socket, cmd, reply, REPLY_MAX);
 	if (err)
 		err = report_error(o, err, reply);
 	else if (o->prometheus)

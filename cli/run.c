@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ctl.h"
+#include "client.h"
 #include "log.h"
 #include "run.h"
 
@@ -259,7 +259,7 @@ static void daemon_check(const char *socket)
 {
 	char reply[4096], cg[PATH_MAX];
 	const char *p;
-	int err = lf_ctl_request(socket, "status", reply, sizeof(reply));
+	int err = lf_client_request(socket, "status", reply, sizeof(reply));
 
 	if (err == -EACCES || err == -EPERM)
 		return;

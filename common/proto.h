@@ -9,7 +9,9 @@
 
 #include <stddef.h>
 
-#include "ctl.h"
+#define LF_DEFAULT_SOCKET "/run/loopfast/loopfastd.sock"
+#define LF_DEFAULT_PIN_DIR "/sys/fs/bpf/loopfast"
+#define LF_CTL_LINE_MAX 4096 /* a command or reply line, newline included */
 
 /*
  * Split a line into its command and argument (NULL when none), in place.

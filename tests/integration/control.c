@@ -36,7 +36,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ctl.h"
+#include "proto.h"
 #include "harness.h"
 
 #define CTL_MS 3000 /* one reply */

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* ctl.c - client side of the control protocol. */
+/* client.c - loopfastctl's side of the control protocol. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "ctl.h"
+#include "client.h"
 
 #define CTL_TIMEOUT_MS 5000
 
@@ -56,7 +56,7 @@ static int ctl_final(const char *line)
  * the last ("OK" or "FAIL message") ends it. A FAIL's message goes to
  * fail (NUL-terminated).
  */
-static int ctl_read_lines(int fd, lf_ctl_line_fn fn, void *ctx, char *fail,
+static int ctl_read_lines(int fd, lf_client_line_fn fn, void *ctx, char *fail,
 			  size_t fail_size)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -96,7 +96,7 @@ static int ctl_read_lines(int fd, lf_ctl_line_fn fn, void *ctx, char *fail,
 	}
 }
 
-int lf_ctl_stream(const char *path, const char *cmd, lf_ctl_line_fn fn,
+int lf_client_stream(const char *path, const char *cmd, lf_client_line_fn fn,
 		  void *ctx, char *fail, size_t fail_size)
 {
 	int fd, err;
@@ -134,7 +134,7 @@ static int gather_line(const char *line, void *ctx)
 	return 0;
 }
 
-int lf_ctl_request(const char *path, const char *cmd, char *reply, size_t size)
+int lf_client_request(const char *path, const char *cmd, char *reply, size_t size)
 {
 	static char sink[1 << 16];
 	struct gather g = { reply, 0, size };
@@ -146,7 +146,7 @@ int lf_ctl_request(const char *path, const char *cmd, char *reply, size_t size)
 		g.size = sizeof(sink);
 	}
 	g.buf[0] = '\0';
-	err = lf_ctl_stream(path, cmd, gather_line, &g, fail, sizeof(fail));
+	err = lf_client_stream(path, cmd, gather_line, &g, fail, sizeof(fail));
 	if (err == -EREMOTEIO && reply && size)
 		snprintf(reply, size, "%s", fail);
 	return err;

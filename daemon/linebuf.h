@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "ctl.h"
+#include "proto.h"
 
 /* Bytes of input gathered until a newline. */
 struct lf_linebuf {
