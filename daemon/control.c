@@ -107,20 +107,20 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 {
 	(void)arg;
 	reply_add(r, "version %s\npid %d\nmode %s\nfilter-policy %s\n",
-		  LF_VERSION, getpid(), lf_mode_name(d->cfg.mode),
-		  lf_policy_names[!!d->opts.filter_ignore]);
+		  LF_VERSION, getpid(), lf_mode_name(d->policy.mode),
+		  lf_policy_names[!!d->policy.filter_ignore]);
 	reply_add(
 		r,
 		"veto %u\nveto-cgroups %u\ncgroup %s\npin-dir %s\nsocket %s\n",
-		d->cfg.veto, d->cfg.veto_cgroups, d->opts.cgroup,
+		d->veto, d->veto_cgroups, d->opts.cgroup,
 		d->opts.pin_dir, d->opts.socket);
-	reply_add(r, "release-run %u\n", d->cfg.release_run);
+	reply_add(r, "release-run %u\n", d->policy.release_run);
 	reply_add(r, "log-level %s\n", lf_log_level_name(lf_log_level()));
 	reply_add(
 		r,
 		"sockhash-size %u\ndetour-limit %llu\nheartbeat-age-ms %llu\n",
-		d->dp.sockhash_size, (unsigned long long)d->cfg.detour_limit,
-		(unsigned long long)(now_ns() - d->cfg.heartbeat_ns) / 1000000);
+		d->dp.sockhash_size, (unsigned long long)d->policy.detour_limit,
+		(unsigned long long)(now_ns() - d->heartbeat_ns) / 1000000);
 	hooks_add(d, r);
 	cgroup_modes_add(d, r);
 	return 0;

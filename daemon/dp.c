@@ -533,15 +533,6 @@ int lf_dp_config_write(struct lf_dp *dp, const struct lf_config *cfg)
 	return 0;
 }
 
-int lf_dp_config_read(struct lf_dp *dp, struct lf_config *cfg)
-{
-	__u32 zero = 0;
-
-	if (bpf_map_lookup_elem(dp->config_fd, &zero, cfg))
-		return -errno;
-	return 0;
-}
-
 /* Sum the per-CPU counters. */
 int lf_dp_stats_read(struct lf_dp *dp, __u64 out[LF_ST_MAX])
 {

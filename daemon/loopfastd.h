@@ -23,6 +23,19 @@ struct lf_cg_policy {
 	char *path; /* normalized; owned by whoever holds the policy */
 };
 
+/*
+ * What the operator decides about new connections: the one copy is the
+ * daemon's (struct lf_daemon.policy), set from the options at start and
+ * changed by loopfastctl and reload; the BPF config is made from it
+ * (main.c: config_of). The per-cgroup modes are cgmode.c's.
+ */
+struct lf_policy {
+	int mode; /* enum lf_mode */
+	int filter_ignore; /* filter-policy ignore */
+	__u64 detour_limit;
+	__u32 release_run;
+};
+
 struct lf_opts {
 	char cgroup[PATH_MAX];
 	char pin_dir[PATH_MAX];
@@ -31,14 +44,11 @@ struct lf_opts {
 	char metrics_listen[80]; /* ADDR:PORT, or empty: no endpoint */
 	int foreground;
 	int unload;
-	int mode; /* enum lf_mode */
-	int filter_ignore; /* filter-policy ignore */
+	struct lf_policy policy; /* as the options give it */
 	int log_level; /* enum lf_log_level, -1: not set */
 	int cli_log_level; /* --log-level on the command line, -1: none */
 	int verbose; /* -v on the command line, this many times */
 	__u32 sockhash_size;
-	__u64 detour_limit;
-	__u32 release_run;
 	/* cgroup-mode settings: the config file's, then the command line's */
 	struct lf_cg_policy cg_modes[LF_CGMODE_MAX];
 	int n_cg_modes;
@@ -79,7 +89,6 @@ int lf_dp_veto_cg_write(struct lf_dp *dp, const uint64_t *ids, int n);
 int lf_dp_cg_mode_write(struct lf_dp *dp, const uint64_t *ids,
 			const __u32 *modes, int n);
 int lf_dp_config_write(struct lf_dp *dp, const struct lf_config *cfg);
-int lf_dp_config_read(struct lf_dp *dp, struct lf_config *cfg);
 int lf_dp_stats_read(struct lf_dp *dp, __u64 out[LF_ST_MAX]);
 int lf_dp_unload(const char *pin_dir);
 
@@ -187,9 +196,12 @@ struct lf_ctl_ops {
 };
 
 struct lf_daemon {
-	struct lf_opts opts;
+	struct lf_opts opts; /* as given at start (policy: see below) */
 	struct lf_dp dp;
-	struct lf_config cfg;
+	struct lf_policy policy; /* the live one */
+	__u32 veto; /* filter hooks veto new connections (daemon_watch) */
+	__u32 veto_cgroups; /* cgroups in lf_veto_cg, 0: none looked up */
+	__u64 heartbeat_ns; /* of the last config written */
 	int ctl_fd;
 	enum lf_quit quit;
 	const struct lf_ctl_ops *ops;

@@ -194,10 +194,10 @@ static int opt_apply(struct lf_opts *o, int id, const char *val)
 		snprintf(o->config, sizeof(o->config), "%s", val);
 		return 0;
 	case OPT_MODE:
-		o->mode = lf_mode_parse(val);
-		return o->mode < 0 ? -EINVAL : 0;
+		o->policy.mode = lf_mode_parse(val);
+		return o->policy.mode < 0 ? -EINVAL : 0;
 	case OPT_FILTER_POLICY:
-		return policy_parse(val, &o->filter_ignore);
+		return policy_parse(val, &o->policy.filter_ignore);
 	case OPT_CGROUP_MODE:
 		return cg_mode_add(o, val);
 	case OPT_METRICS_LISTEN:
@@ -214,12 +214,12 @@ static int opt_apply(struct lf_opts *o, int id, const char *val)
 	case OPT_RELEASE_RUN:
 		if (parse_u64(val, &v) || v > 1000000)
 			return -EINVAL;
-		o->release_run = v;
+		o->policy.release_run = v;
 		return 0;
 	case OPT_DETOUR_LIMIT:
 		if (parse_u64(val, &v) || v < 4096)
 			return -EINVAL;
-		o->detour_limit = v;
+		o->policy.detour_limit = v;
 		return 0;
 	}
 	return -EINVAL;
@@ -327,12 +327,12 @@ static void opts_defaults(struct lf_opts *o)
 	memset(o, 0, sizeof(*o));
 	snprintf(o->pin_dir, sizeof(o->pin_dir), "%s", LF_DEFAULT_PIN_DIR);
 	snprintf(o->socket, sizeof(o->socket), "%s", LF_DEFAULT_SOCKET);
-	o->mode = LF_MODE_OPT_IN;
+	o->policy.mode = LF_MODE_OPT_IN;
 	o->log_level = -1;
 	o->cli_log_level = -1;
 	o->sockhash_size = LF_DEFAULT_SOCKHASH_SIZE;
-	o->detour_limit = LF_DEFAULT_DETOUR_LIMIT;
-	o->release_run = LF_DEFAULT_RELEASE_RUN;
+	o->policy.detour_limit = LF_DEFAULT_DETOUR_LIMIT;
+	o->policy.release_run = LF_DEFAULT_RELEASE_RUN;
 }
 
 static void print_version(void)
@@ -448,7 +448,7 @@ static void hooks_log_diff(const struct lf_hooks *old,
 static void daemon_veto_cg(struct lf_daemon *d)
 {
 	const struct lf_hooks *hs = &d->hooks;
-	int n = d->opts.filter_ignore ? 0 : hs->n_cg, all = 0, err;
+	int n = d->policy.filter_ignore ? 0 : hs->n_cg, all = 0, err;
 
 	_Static_assert(LF_HOOKS_CG_MAX <= LF_VETO_CG_MAX,
 		       "lf_veto_cg holds every cgroup a scan keeps");
@@ -466,7 +466,7 @@ static void daemon_veto_cg(struct lf_daemon *d)
 	}
 	d->veto_cg_all = all;
 	d->veto_cg_stale = 0;
-	d->cfg.veto_cgroups = all ? 0 : n;
+	d->veto_cgroups = all ? 0 : n;
 }
 
 /* Look for filter hooks; the veto follows them and the policy. */
@@ -479,30 +479,45 @@ static void daemon_watch(struct lf_daemon *d)
 		return;
 	lf_watch_scan(d->watch, now, d->opts.cgroup);
 	if (!lf_hooks_equal(&d->hooks, now)) {
-		hooks_log_diff(&d->hooks, now, d->opts.filter_ignore);
+		hooks_log_diff(&d->hooks, now, d->policy.filter_ignore);
 		d->hooks = *now;
 		d->veto_cg_stale = 1;
 	}
 	if (d->veto_cg_stale)
 		daemon_veto_cg(d);
 	free(now);
-	veto = !d->opts.filter_ignore &&
+	veto = !d->policy.filter_ignore &&
 	       (lf_hooks_global(&d->hooks) || d->veto_cg_all);
-	if (veto != d->cfg.veto)
+	if (veto != d->veto)
 		pr_info("veto %s: new connections %s", veto ? "on" : "off",
 			veto ? "take the regular path" : "may be fast again");
-	d->cfg.veto = veto;
+	d->veto = veto;
+}
+
+/* The BPF config: the policy, and the veto the hooks found. */
+static void config_of(const struct lf_daemon *d, struct lf_config *cfg)
+{
+	*cfg = (struct lf_config){
+		.mode = d->policy.mode,
+		.veto = d->veto,
+		.heartbeat_ns = d->heartbeat_ns,
+		.detour_limit = d->policy.detour_limit,
+		.release_run = d->policy.release_run,
+		.veto_cgroups = d->veto_cgroups,
+	};
 }
 
 /* Write the current policy and a fresh heartbeat into the config map. */
 static int daemon_publish(struct lf_daemon *d)
 {
+	struct lf_config cfg;
 	int err;
 
 	daemon_watch(d);
 	lf_cgmode_sync(d->cgmode, &d->dp);
-	d->cfg.heartbeat_ns = monotonic_ns();
-	err = lf_dp_config_write(&d->dp, &d->cfg);
+	d->heartbeat_ns = monotonic_ns();
+	config_of(d, &cfg);
+	err = lf_dp_config_write(&d->dp, &cfg);
 	if (err)
 		pr_err("write config map: %s", strerror(-err));
 	return err;
@@ -510,17 +525,16 @@ static int daemon_publish(struct lf_daemon *d)
 
 static int daemon_set_mode(struct lf_daemon *d, int mode)
 {
-	if (d->cfg.mode != (__u32)mode)
-		pr_info("mode %s -> %s", lf_mode_name(d->cfg.mode),
+	if (d->policy.mode != mode)
+		pr_info("mode %s -> %s", lf_mode_name(d->policy.mode),
 			lf_mode_name(mode));
-	d->cfg.mode = mode;
-	d->opts.mode = mode;
+	d->policy.mode = mode;
 	return daemon_publish(d);
 }
 
 static int daemon_set_filter_policy(struct lf_daemon *d, int ignore)
 {
-	d->opts.filter_ignore = ignore;
+	d->policy.filter_ignore = ignore;
 	d->veto_cg_stale = 1;
 	if (ignore)
 		pr_warn("filter-policy ignore: filter hooks no longer veto the fast path%s",
@@ -660,12 +674,10 @@ static int daemon_reload(struct lf_daemon *d)
 	}
 	reload_warn_fixed(&d->opts, &o);
 	log_apply(&d->opts, &o);
-	d->opts.filter_ignore = o.filter_ignore;
-	d->opts.detour_limit = o.detour_limit;
-	d->cfg.detour_limit = o.detour_limit;
-	d->opts.release_run = o.release_run;
-	d->cfg.release_run = o.release_run;
-	daemon_set_mode(d, o.mode);
+	d->policy.filter_ignore = o.policy.filter_ignore;
+	d->policy.detour_limit = o.policy.detour_limit;
+	d->policy.release_run = o.policy.release_run;
+	daemon_set_mode(d, o.policy.mode);
 	pr_info("reload: %s applied", d->opts.config);
 	return 0;
 }
@@ -946,9 +958,7 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 	err = lf_dp_open(&d->dp, &d->opts);
 	if (err)
 		goto out_claim;
-	d->cfg.mode = d->opts.mode;
-	d->cfg.detour_limit = d->opts.detour_limit;
-	d->cfg.release_run = d->opts.release_run;
+	d->policy = d->opts.policy;
 	/* The filter watch comes first: the first heartbeat carries a veto. */
 	d->watch = lf_watch_open();
 	d->veto_cg_stale = 1; /* adopted pins may hold an earlier run's */
@@ -958,7 +968,7 @@ static int daemon_run(struct lf_daemon *d, int *ready_fd)
 	if (err)
 		goto out_dp;
 	pr_info("ready: mode %s, cgroup %s, control socket %s",
-		lf_mode_name(d->cfg.mode), d->opts.cgroup, d->opts.socket);
+		lf_mode_name(d->policy.mode), d->opts.cgroup, d->opts.socket);
 	ready_report(ready_fd, 0);
 	sd_notify_msg("READY=1");
 	err = daemon_loop(d, sfd);
