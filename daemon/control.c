@@ -112,8 +112,8 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 	reply_add(
 		r,
 		"veto %u\nveto-cgroups %u\ncgroup %s\npin-dir %s\nsocket %s\n",
-		d->veto, d->veto_cgroups, d->opts.cgroup,
-		d->opts.pin_dir, d->opts.socket);
+		d->veto, d->veto_cgroups, d->opts.cgroup, d->opts.pin_dir,
+		d->opts.socket);
 	reply_add(r, "release-run %u\n", d->policy.release_run);
 	reply_add(r, "log-level %s\n", lf_log_level_name(lf_log_level()));
 	reply_add(
