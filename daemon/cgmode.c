@@ -11,7 +11,6 @@
  * later (a unit restarted) is covered within one scan. This module is
  * the only owner of the policies and of what the map holds.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -262,47 +261,19 @@ static void scan_add(struct cg_table *t, uint64_t id, __u32 mode)
 }
 
 /*
- * The cgroups below the one open at dfd (path), depth levels down, with
- * mode. A cgroup with a policy of its own is left to that policy: the
- * deepest wins, and no cgroup is counted twice.
+ * A cgroup below a policy's takes its mode (val), unless it has a policy
+ * of its own, which then covers it and its subtree: the deepest wins, and
+ * no cgroup is counted twice.
  */
-static void scan_below(struct lf_cgmode *cm, int dfd, char *path, int depth,
-		       __u32 mode)
+static int scan_visit(void *ctx, int fd, __u64 id, const char *path, int val)
 {
-	size_t plen = strlen(path);
-	struct dirent *de;
-	struct stat st;
-	int fd, dup_fd;
-	DIR *d;
+	struct lf_cgmode *cm = ctx;
 
-	dup_fd = dup(dfd);
-	d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-	if (!d) {
-		if (dup_fd >= 0)
-			close(dup_fd);
-		return;
-	}
-	while ((de = readdir(d))) {
-		if (de->d_type != DT_DIR || de->d_name[0] == '.')
-			continue;
-		if (snprintf(path + plen, PATH_MAX - plen, "/%s", de->d_name) >=
-			    (int)(PATH_MAX - plen) ||
-		    policy_find(cm->pol, cm->n, path) >= 0)
-			goto next;
-		fd = openat(dfd, de->d_name,
-			    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0)
-			goto next;
-		if (!fstat(fd, &st)) {
-			scan_add(&cm->scan, st.st_ino, mode);
-			if (depth < LF_CG_DEPTH_MAX)
-				scan_below(cm, fd, path, depth + 1, mode);
-		}
-		close(fd);
-next:
-		path[plen] = '\0';
-	}
-	closedir(d);
+	(void)fd;
+	if (policy_find(cm->pol, cm->n, path) >= 0)
+		return -1;
+	scan_add(&cm->scan, id, val);
+	return val;
 }
 
 /* Each policy's cgroup and those below it; a policy not there is skipped. */
@@ -321,7 +292,8 @@ static void cgmode_scan(struct lf_cgmode *cm)
 		if (!fstat(fd, &st)) {
 			scan_add(&cm->scan, st.st_ino, cm->pol[i].mode);
 			snprintf(path, sizeof(path), "%s", cm->pol[i].path);
-			scan_below(cm, fd, path, 1, cm->pol[i].mode);
+			lf_cg_walk(fd, path, 1, scan_visit, cm,
+				   cm->pol[i].mode);
 		}
 		close(fd);
 	}

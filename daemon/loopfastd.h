@@ -80,6 +80,20 @@ int lf_pin_dir_unloadable(const char *pin_dir);
 int lf_mkdir_p(const char *path, unsigned int mode);
 const char *lf_mode_name(int mode);
 int lf_mode_parse(const char *s);
+/*
+ * A child cgroup met by lf_cg_walk: its fd, id (inode) and path; val is
+ * what its parent's visit returned. Returns the value for its own
+ * children, or -1 to leave them out.
+ */
+typedef int (*lf_cg_visit_fn)(void *ctx, int fd, __u64 id, const char *path,
+			      int val);
+/*
+ * Visit every cgroup below the one open at dfd, depth first, at most
+ * LF_CG_DEPTH_MAX levels (depth: dfd's, 1 for the start); path (PATH_MAX
+ * bytes) is dfd's and grows in place as the walk goes down.
+ */
+void lf_cg_walk(int dfd, char *path, int depth, lf_cg_visit_fn fn, void *ctx,
+		int val);
 
 /* dp.c */
 int lf_dp_open(struct lf_dp *dp, const struct lf_opts *opts);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* sys.c - what loopfastd needs from the system: cgroup2, bpffs, dirs. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <mntent.h>
@@ -177,4 +178,40 @@ int lf_pin_dir_unloadable(const char *pin_dir)
 	}
 	close(fd);
 	return 0;
+}
+
+void lf_cg_walk(int dfd, char *path, int depth, lf_cg_visit_fn fn, void *ctx,
+		int val)
+{
+	size_t plen = strlen(path);
+	struct dirent *de;
+	struct stat st;
+	int fd, dup_fd, v;
+	DIR *d;
+
+	dup_fd = dup(dfd);
+	d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	if (!d) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		fd = openat(dfd, de->d_name,
+			    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (!fstat(fd, &st) &&
+		    snprintf(path + plen, PATH_MAX - plen, "/%s", de->d_name) <
+			    (int)(PATH_MAX - plen)) {
+			v = fn(ctx, fd, st.st_ino, path, val);
+			if (v >= 0 && depth < LF_CG_DEPTH_MAX)
+				lf_cg_walk(fd, path, depth + 1, fn, ctx, v);
+		}
+		path[plen] = '\0';
+		close(fd);
+	}
+	closedir(d);
 }

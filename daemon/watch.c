@@ -17,7 +17,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -448,47 +447,19 @@ static void cg_veto(struct lf_hooks *hs, __u64 id)
 }
 
 /*
- * The cgroups below dfd (path): one with vetoing programs of its own
- * vetoes its sockets and those of every cgroup below it (their programs
- * run for its descendants too), and no one else's. Bounded by
- * LF_CG_DEPTH_MAX levels.
+ * A cgroup below the served one (lf_cg_walk): one with vetoing programs
+ * of its own vetoes its sockets and those of every cgroup below it (their
+ * programs run for its descendants too), and no one else's. val: its
+ * parent is vetoed.
  */
-static void cg_walk(struct lf_hooks *hs, int dfd, char *path, size_t cap,
-		    int vetoed, int depth)
+static int cg_visit(void *ctx, int fd, __u64 id, const char *path, int val)
 {
-	size_t plen = strlen(path);
-	struct dirent *de;
-	struct stat st;
-	int fd, dup_fd, v;
-	DIR *d;
+	struct lf_hooks *hs = ctx;
+	int v = cg_own_progs(hs, fd, id, path) || val;
 
-	dup_fd = dup(dfd);
-	d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-	if (!d) {
-		if (dup_fd >= 0)
-			close(dup_fd);
-		return;
-	}
-	while ((de = readdir(d))) {
-		if (de->d_type != DT_DIR || de->d_name[0] == '.')
-			continue;
-		fd = openat(dfd, de->d_name,
-			    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		if (!fstat(fd, &st) &&
-		    snprintf(path + plen, cap - plen, "/%s", de->d_name) <
-			    (int)(cap - plen)) {
-			v = cg_own_progs(hs, fd, st.st_ino, path) || vetoed;
-			if (v)
-				cg_veto(hs, st.st_ino);
-			if (depth < LF_CG_DEPTH_MAX)
-				cg_walk(hs, fd, path, cap, v, depth + 1);
-		}
-		path[plen] = '\0';
-		close(fd);
-	}
-	closedir(d);
+	if (v)
+		cg_veto(hs, id);
+	return v;
 }
 
 static void watch_cgroup(struct lf_hooks *hs, const char *cgroup)
@@ -506,7 +477,7 @@ static void watch_cgroup(struct lf_hooks *hs, const char *cgroup)
 				    BPF_F_QUERY_EFFECTIVE,
 				    "the cgroup or an ancestor");
 	snprintf(path, sizeof(path), "%s", cgroup);
-	cg_walk(hs, fd, path, sizeof(path), 0, 1);
+	lf_cg_walk(fd, path, 1, cg_visit, hs, 0);
 	close(fd);
 }
 
