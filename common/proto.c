@@ -41,19 +41,22 @@ int lf_proto_split(char *line, char **cmd, char **arg)
 	return err;
 }
 
+/* The modes' words, once; the lists below are made of them. */
+#define MODE_WORDS \
+	[LF_MODE_OPT_IN] = "opt-in", [LF_MODE_ALL] = "all", [LF_MODE_OFF] = "off"
+
 const char *const lf_mode_names[] = {
-	[LF_MODE_OPT_IN] = "opt-in",
-	[LF_MODE_ALL] = "all",
-	[LF_MODE_OFF] = "off",
+	MODE_WORDS,
 	[LF_MODE_OFF + 1] = NULL,
 };
 
 _Static_assert(LF_MODE_DEFAULT == LF_MODE_OFF + 1,
 	       "default comes right after the modes");
 
+/* A cgroup's modes: the modes, and "default" (the global mode again). */
 const char *const lf_cgroup_mode_names[] = {
-	[LF_MODE_OPT_IN] = "opt-in",  [LF_MODE_ALL] = "all",
-	[LF_MODE_OFF] = "off",	      [LF_MODE_DEFAULT] = "default",
+	MODE_WORDS,
+	[LF_MODE_DEFAULT] = "default",
 	[LF_MODE_DEFAULT + 1] = NULL,
 };
 
