@@ -263,6 +263,8 @@ format:
 BINDIR ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
 LIBDIR ?= $(PREFIX)/lib
+# The shim: preloaded, never linked (Debian: a directory of its own).
+SHIMDIR ?= $(LIBDIR)
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 MANDIR ?= $(PREFIX)/share/man
@@ -270,10 +272,17 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 SYSCONFDIR ?= /etc
 CONFFILE = $(SYSCONFDIR)/loopfast/loopfastd.conf
+# loopfastctl run also looks for the shim where it is installed.
+$(O)/obj/cli/run.o: CFLAGS += -DLF_SHIMDIR='"$(SHIMDIR)"'
+
+# Debian packages (debhelper 13) in $(O)/deb, checked with lintian.
+.PHONY: deb
+deb:
+	$(Q)scripts/deb.sh $(O)
 # Paths in loopfast.pc relative to ${prefix} where they can be.
 pc_rel = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 INSTALLED_FILES = $(SBINDIR)/loopfastd $(BINDIR)/loopfastctl \
-	$(LIBDIR)/libloopfast.so $(INCLUDEDIR)/loopfast.h \
+	$(SHIMDIR)/libloopfast.so $(INCLUDEDIR)/loopfast.h \
 	$(PKGCONFIGDIR)/loopfast.pc $(UNITDIR)/loopfast.service \
 	$(MANDIR)/man8/loopfastd.8 $(MANDIR)/man8/loopfastctl.8 \
 	$(MANDIR)/man7/loopfast.7 $(BASHCOMPDIR)/loopfastctl
@@ -281,18 +290,19 @@ INSTALLED_FILES = $(SBINDIR)/loopfastd $(BINDIR)/loopfastctl \
 # The config file is installed only where there is none (an operator's
 # edits survive a re-install) and removed only while it is unchanged.
 install: all
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) \
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHIMDIR) \
 		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man7 \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/loopfast
 	install -m 0755 $(O)/loopfastd $(DESTDIR)$(SBINDIR)/loopfastd
 	install -m 0755 $(O)/loopfastctl $(DESTDIR)$(BINDIR)/loopfastctl
-	install -m 0755 $(O)/libloopfast.so $(DESTDIR)$(LIBDIR)/libloopfast.so
+	install -m 0755 $(O)/libloopfast.so $(DESTDIR)$(SHIMDIR)/libloopfast.so
 	install -m 0644 include/loopfast.h $(DESTDIR)$(INCLUDEDIR)/loopfast.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' \
 		-e 's|@INCLUDEDIR@|$(call pc_rel,$(INCLUDEDIR))|g' \
 		-e 's|@LIBDIR@|$(call pc_rel,$(LIBDIR))|g' \
+		-e 's|@SHIMDIR@|$(call pc_rel,$(SHIMDIR))|g' \
 		-e 's|@VERSION@|$(VERSION)|g' include/loopfast.pc.in > \
 		$(DESTDIR)$(PKGCONFIGDIR)/loopfast.pc
 	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/loopfast.pc

@@ -77,6 +77,11 @@ static int shim_find(const char *given, char *out, size_t size)
 		if (shim_at(out, size, exe, "lib/" SHIM_NAME))
 			return 0;
 	}
+#ifdef LF_SHIMDIR
+	/* Where `make install` put it (Debian: a directory of its own). */
+	if (shim_at(out, size, LF_SHIMDIR, SHIM_NAME))
+		return 0;
+#endif
 	return -ENOENT;
 }
 

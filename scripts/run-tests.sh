@@ -10,7 +10,8 @@
 # at a time (Criterion --jobs 1), showing their output as it comes, and
 # it-shim a second time against the ASan+UBSan shim and probe
 # (LF_SHIM_VARIANT=asan, LF_ASAN_LIB=`${CC:-cc} -print-file-name=libasan.so`),
-# and the differential torture test (BUILD_DIR/tests/torture, root only).
+# the differential torture test (BUILD_DIR/tests/torture, root only), and
+# the Debian packages in a fresh Debian 12 root (scripts/deb-test.sh).
 # Then it checks that the tests left nothing behind (lftest-* cgroups,
 # lftest-* pins in /sys/fs/bpf, BPF links attached to an lftest cgroup),
 # counts that as one more test, and removes what it found. Only entries of
@@ -331,6 +332,37 @@ run_all()
 	done
 	run_shim_asan "$build"
 	run_torture "$build"
+	run_deb "$build"
+}
+
+# The Debian packages installed, run, removed and purged in a fresh Debian
+# 12 root (scripts/deb-test.sh; root, and Debian's mirror). DEB_TEST=0
+# skips it (`make check` on a machine that cannot reach the mirror).
+run_deb()
+{
+	local build=$1 log line p f
+
+	echo "==== deb"
+	if [[ ${DEB_TEST:-1} == 0 ]]; then
+		echo "skipped: DEB_TEST=0"
+		return
+	fi
+	if ((EUID != 0)); then
+		fail "deb: needs root (chroot, mounts, BPF): run 'sudo make check'"
+		return
+	fi
+	log=$(mktemp) || exit 1
+	"$(dirname "$0")/deb-test.sh" "$build" 2>&1 | tee "$log"
+	line=$(tail -n 1 "$log")
+	rm -f "$log"
+	if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]}
+		passed=$((passed + p))
+		failed=$((failed + f))
+		((f > 0)) && failures+=("deb: $f of $((p + f)) checks failed")
+	else
+		fail "deb: scripts/deb-test.sh ended without a summary"
+	fi
 }
 
 # Only the binaries named in $2 (see --only above).
