@@ -52,21 +52,6 @@ static struct lf_env env;
 
 /* --- small things --- */
 
-/* snprintf that must fit; asserts. */
-static void fmt_path(char *buf, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void fmt_path(char *buf, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
-	cr_assert(n >= 0 && (size_t)n < size, "path too long: %s", buf);
-}
-
 /* --- the config file --- */
 
 static char conf[PATH_MAX]; /* /tmp/lftest-<pid>-cfg.conf */
@@ -1131,7 +1116,7 @@ static void ctl_copy_for(uid_t uid, char *path, size_t size)
 
 	(void)uid;
 	snprintf(dir, sizeof(dir), "/tmp/lfctl-%d", (int)getpid());
-	fmt_path(dst, sizeof(dst), "%s/loopfastctl", dir);
+	lf_fmt(dst, sizeof(dst), "%s/loopfastctl", dir);
 	if (access(dst, X_OK)) {
 		cr_assert(lf_sh("mkdir -p %s && chmod 0755 %s && "
 				"install -m 0755 '%s' '%s'",
@@ -1148,7 +1133,7 @@ static struct out *cli(uid_t uid, const char *sock, ...)
 	int argc = 0;
 	va_list ap;
 
-	fmt_path(path, sizeof(path), "%s/loopfastctl", lf_build_dir());
+	lf_fmt(path, sizeof(path), "%s/loopfastctl", lf_build_dir());
 	/*
 	 * Another uid may not reach the build tree (a clone under /root):
 	 * it runs a copy in a directory of its own that it can read.
@@ -1297,12 +1282,12 @@ static void assert_json(const char *text, const char *check, const char *what)
 			  "%s: not one JSON object:\n%s", what, text);
 		return;
 	}
-	fmt_path(code, sizeof(code),
-		 "import json, sys\n"
-		 "d = json.loads(sys.stdin.read())\n"
-		 "assert isinstance(d, dict), 'not an object'\n"
-		 "%s\n",
-		 check ? check : "");
+	lf_fmt(code, sizeof(code),
+	       "import json, sys\n"
+	       "d = json.loads(sys.stdin.read())\n"
+	       "assert isinstance(d, dict), 'not an object'\n"
+	       "%s\n",
+	       check ? check : "");
 	run_as(&py, 0, text, RUN_MS, argv);
 	cr_assert(py.code == 0, "%s: JSON check failed:\n%s\n--- text:\n%s",
 		  what, py.err, text);
@@ -1324,12 +1309,12 @@ static void assert_json_list(const char *text, const char *check,
 		  "%s: not one JSON array:\n%s", what, text);
 	if (access(PYTHON, X_OK))
 		return;
-	fmt_path(code, sizeof(code),
-		 "import json, sys\n"
-		 "d = json.loads(sys.stdin.read())\n"
-		 "assert isinstance(d, list), 'not an array'\n"
-		 "%s\n",
-		 check);
+	lf_fmt(code, sizeof(code),
+	       "import json, sys\n"
+	       "d = json.loads(sys.stdin.read())\n"
+	       "assert isinstance(d, list), 'not an array'\n"
+	       "%s\n",
+	       check);
 	run_as(&py, 0, text, RUN_MS, argv);
 	cr_assert(py.code == 0, "%s: JSON check failed:\n%s\n--- text:\n%s",
 		  what, py.err, text);
@@ -1802,7 +1787,7 @@ Test(control, config_bad_reload_keeps_running_config)
 	start_env_conf(NULL);
 	mode_of(&env, mode, sizeof(mode));
 	cr_assert(!strcmp(mode, "all"), "mode '%s' with mode = all", mode);
-	fmt_path(where, sizeof(where), "%s:2:", conf);
+	lf_fmt(where, sizeof(where), "%s:2:", conf);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		conf_write(bad[i]);
 		off = file_size(env.log);
@@ -1890,10 +1875,10 @@ Test(control, config_bad_file_at_start_exits_2)
 	start_env(0);
 	err = lf_env_daemon_stop(&env);
 	cr_assert(err == 0, "SIGTERM: %s", strerror(-err));
-	fmt_path(path, sizeof(path), "%s/loopfastd", lf_build_dir());
+	lf_fmt(path, sizeof(path), "%s/loopfastd", lf_build_dir());
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		conf_write(bad[i].text);
-		fmt_path(where, sizeof(where), "%s:%d:", conf, bad[i].line);
+		lf_fmt(where, sizeof(where), "%s:%d:", conf, bad[i].line);
 		run_as(&o, 0, NULL, RUN_MS, argv);
 		cr_assert(o.code == 2,
 			  "loopfastd with a bad config: exit %d, want 2\n%s",

@@ -79,21 +79,6 @@ static void teardown(void)
 
 TestSuite(ops, .fini = teardown, .timeout = 240);
 
-/* snprintf that fails the test when the text does not fit. */
-static void sfmt(char *buf, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void sfmt(char *buf, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
-	cr_assert(n >= 0 && (size_t)n < size, "'%s...' is too long", buf);
-}
-
 /* Run a shell command (of any length, unlike lf_sh()); its exit status. */
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -480,8 +465,8 @@ static void cg_paths(void)
 	while (fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = '\0';
 		if (!strncmp(line, "0::", 3)) {
-			sfmt(home_cg, sizeof(home_cg), "%s%s", cg2_mount,
-			     strcmp(line + 3, "/") ? line + 3 : "");
+			lf_fmt(home_cg, sizeof(home_cg), "%s%s", cg2_mount,
+			       strcmp(line + 3, "/") ? line + 3 : "");
 			break;
 		}
 	}
@@ -513,7 +498,7 @@ static void capd_init(struct lf_env *e)
 		 ++counter);
 	n = snprintf(e->cgroup, sizeof(e->cgroup), "%s/%s", cg2_mount, e->name);
 	cr_assert(n > 0 && (size_t)n < sizeof(e->cgroup));
-	sfmt(e->orig_cgroup, sizeof(e->orig_cgroup), "%s", home_cg);
+	lf_fmt(e->orig_cgroup, sizeof(e->orig_cgroup), "%s", home_cg);
 	snprintf(e->pin_dir, sizeof(e->pin_dir), "/sys/fs/bpf/%s", e->name);
 	snprintf(e->sock, sizeof(e->sock), "/tmp/%s.sock", e->name);
 	snprintf(e->log, sizeof(e->log), "/tmp/%s.log", e->name);
@@ -1117,7 +1102,7 @@ static int notify_open(const char *path)
 
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	cr_assert(fd >= 0);
-	sfmt(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	lf_fmt(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 	cr_assert(!setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)));
 	cr_assert(!bind(fd, (struct sockaddr *)&sun, sizeof(sun)),
 		  "bind %s: %s", path, strerror(errno));
@@ -1176,7 +1161,7 @@ static void notify_expect(struct lf_env *e, const char *want, char *history,
 		  "no sd_notify message (want %s) within %d ms; got so far: %s",
 		  want, OPS_NOTIFY_MS, history[0] ? history : "nothing");
 	if (hl + 1 < hsize)
-		sfmt(history + hl, hsize - hl, "[%.200s] ", msg);
+		lf_fmt(history + hl, hsize - hl, "[%.200s] ", msg);
 	cr_assert(
 		from == e->daemon,
 		"'%s' came from pid %d, not loopfastd's %d (NotifyAccess=main)",

@@ -2017,3 +2017,15 @@ int lf_free_port(void)
 	close(fd);
 	return port;
 }
+
+void lf_fmt(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	cr_assert(n >= 0 && (size_t)n < size, "'%.60s...' is too long (%zu)",
+		  buf, size);
+}

@@ -232,6 +232,10 @@ int lf_set_nonblock(int fd, int on);
 /* SO_RCVTIMEO and SO_SNDTIMEO, so blocking calls stay bounded. */
 int lf_set_timeouts(int fd, int ms);
 
+/* snprintf that fails the test when the text does not fit. */
+void lf_fmt(char *buf, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* A TCP port on 127.0.0.1 free a moment ago; -errno. */
 int lf_free_port(void);
 
