@@ -69,9 +69,7 @@ cgroup2_root() {
 
 make_root() {
 	command -v mmdebstrap >/dev/null ||
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			--no-install-recommends mmdebstrap >/dev/null ||
-		die "cannot install mmdebstrap"
+		die "mmdebstrap is missing (scripts/deb.sh installs it)"
 	ROOT=$(mktemp -d /tmp/lfdebroot.XXXXXX) || die "mktemp"
 	say "mmdebstrap $SUITE (variant apt, with libbpf1) from $MIRROR"
 	mmdebstrap --quiet --variant=apt --include=libbpf1 \

@@ -14,11 +14,19 @@ ME=deb.sh
 BUILD=${1:?usage: deb.sh BUILD_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/.." && pwd)
-TOOLS="debhelper dpkg-dev fakeroot lintian"
+TOOLS="debhelper dpkg-dev fakeroot lintian mmdebstrap"
 
 die() {
 	echo "$ME: $*" >&2
 	exit 1
+}
+
+# apt-get install, with one `apt-get update` first when the lists are stale.
+apt_install() {
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||
+		{ apt-get update -q >/dev/null &&
+			apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
 }
 
 tools_install() {
@@ -32,9 +40,8 @@ tools_install() {
 	((EUID == 0)) ||
 		die "missing:$missing; run as root or: sudo apt-get install$missing"
 	echo "$ME: installing$missing"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-		--no-install-recommends $missing >/dev/null ||
-		die "apt-get install$missing failed"
+	# shellcheck disable=SC2086
+	apt_install $missing || die "apt-get install$missing failed"
 }
 
 # The tracked files (a git checkout), else the tree without build output.
