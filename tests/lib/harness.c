@@ -1609,15 +1609,18 @@ int lf_netns_restore(void)
 
 int lf_sh(const char *fmt, ...)
 {
-	char cmd[1024];
+	char *cmd;
 	va_list ap;
-	int st;
+	int n, st;
 
 	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	n = vasprintf(&cmd, fmt, ap);
 	va_end(ap);
+	if (n < 0)
+		return -ENOMEM;
 	fflush(NULL);
 	st = system(cmd);
+	free(cmd);
 	if (st < 0)
 		return -errno;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;

@@ -236,6 +236,36 @@ int lf_set_timeouts(int fd, int ms);
 void lf_fmt(char *buf, size_t size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/*
+ * files.c: a scratch dir (/tmp/lftmp-<pid>-*, made on first use; stale
+ * ones of gone processes are swept), files and shell commands.
+ */
+const char *lf_scratch_dir(void);
+/* A path in it; never freed (each test is a short-lived process). */
+const char *lf_scratch_path(const char *name);
+void lf_scratch_remove(void);
+void lf_rm_rf(const char *path);
+/* The whole file (at most 1 MiB), NUL-terminated, or NULL with errno. */
+char *lf_file_read(const char *path);
+/* The same, failing the test when it cannot be read. */
+char *lf_file_read_ok(const char *path);
+int lf_file_write(const char *path, const char *text);
+/* The source tree (the build dir's parent), and a path in it. */
+const char *lf_src_dir(void);
+const char *lf_src_path(const char *rel);
+/* A shell command, its stdout and stderr read back; its exit status. */
+int lf_sh_out(char **out, char **err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Is line, a whole line, in text? */
+int lf_has_line(const char *text, const char *line);
+/* Make sure a program is there, installing its Debian package if not. */
+void lf_need_tool(const char *tool, const char *package);
+/*
+ * All values of Key= in a systemd unit's text, space-joined (an empty
+ * assignment resets the list, as in systemd); 0 or -ENOENT.
+ */
+int lf_unit_get(const char *unit, const char *key, char *out, size_t size);
+
 /* A TCP port on 127.0.0.1 free a moment ago; -errno. */
 int lf_free_port(void);
 
