@@ -136,7 +136,7 @@ run_fuzz()
 # Its `N passed, N failed` (scenario-variant runs) adds to the totals.
 run_torture()
 {
-	local bin=$1/tests/torture name=torture log rc line p f
+	local bin=$1/tests/torture name=torture log rc
 
 	[[ -f $bin && -x $bin ]] || return 0
 	echo "==== $name"
@@ -149,14 +149,22 @@ run_torture()
 		--jobs "${TORTURE_JOBS:-4}" --duration "${TORTURE_SECONDS:-280}" \
 		--seed "${TORTURE_SEED:-0x5eed}" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
+	summary_add "$name" "$log" "$rc" "runs failed (seeds and repro lines above)"
+}
+
+# Add the "N passed, N failed" last line of log (a run that exited with
+# rc) to the totals; what names the failures.
+summary_add()
+{
+	local name=$1 log=$2 rc=$3 what=$4 line p f
+
 	line=$(tail -n 1 "$log")
 	rm -f "$log"
 	if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
 		p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]}
 		passed=$((passed + p))
 		failed=$((failed + f))
-		((f > 0)) &&
-			failures+=("$name: $f of $((p + f)) runs failed (seeds and repro lines above)")
+		((f > 0)) && failures+=("$name: $f of $((p + f)) $what")
 		((rc != 0 && f == 0)) &&
 			fail "$name: exited with status $rc after an all-passing summary"
 	else
@@ -340,7 +348,7 @@ run_all()
 # skips it (`make check` on a machine that cannot reach the mirror).
 run_deb()
 {
-	local build=$1 log line p f
+	local build=$1 log
 
 	echo "==== deb"
 	if [[ ${DEB_TEST:-1} == 0 ]]; then
@@ -353,16 +361,7 @@ run_deb()
 	fi
 	log=$(mktemp) || exit 1
 	"$(dirname "$0")/deb-test.sh" "$build" 2>&1 | tee "$log"
-	line=$(tail -n 1 "$log")
-	rm -f "$log"
-	if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-		p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]}
-		passed=$((passed + p))
-		failed=$((failed + f))
-		((f > 0)) && failures+=("deb: $f of $((p + f)) checks failed")
-	else
-		fail "deb: scripts/deb-test.sh ended without a summary"
-	fi
+	summary_add deb "$log" "${PIPESTATUS[0]}" "checks failed (above)"
 }
 
 # Only the binaries named in $2 (see --only above).

@@ -21,7 +21,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -120,18 +119,6 @@ static void proc_kill(struct proc *p)
 	p->pid = 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 static void teardown(void)
 {
 	int i;
@@ -140,7 +127,7 @@ static void teardown(void)
 		proc_kill(&procs[i]);
 	lf_env_stop(&env);
 	if (tmp[0] && !getenv("LF_KEEP_LOGS"))
-		nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		lf_rm_rf(tmp);
 	tmp[0] = '\0';
 }
 
@@ -792,7 +779,7 @@ static void sweep_stale(void)
 		    !kill(pid, 0) || errno != ESRCH)
 			continue;
 		snprintf(path, sizeof(path), "/tmp/%s", de->d_name);
-		nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		lf_rm_rf(path);
 	}
 	closedir(d);
 }
