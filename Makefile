@@ -279,6 +279,19 @@ $(O)/obj/cli/run.o: CFLAGS += -DLF_SHIMDIR='"$(SHIMDIR)"'
 .PHONY: deb
 deb:
 	$(Q)scripts/deb.sh $(O)
+
+# The container image (deploy/container), built with podman from a base
+# made with mmdebstrap (no registry needed); IMAGE names it
+# (localhost/loopfast:$(VERSION)), IMAGE_BASE=registry builds the base
+# from debian:bookworm-slim instead. See scripts/image.sh.
+.PHONY: image check-deploy
+image: all
+	$(Q)scripts/image.sh $(O)
+
+# Only the deployment tests of `make check`: the image run with podman
+# (root) and the Kubernetes manifests validated offline.
+check-deploy: all
+	$(Q)scripts/run-tests.sh --only image,k8s $(O)
 # Paths in loopfast.pc relative to ${prefix} where they can be.
 pc_rel = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 INSTALLED_FILES = $(SBINDIR)/loopfastd $(BINDIR)/loopfastctl \

@@ -305,8 +305,9 @@ main() {
 	mkdir "$TMP/run"
 	CG2=$(cgroup2_root)
 	[[ -n $CG2 ]] || die "no cgroup2 mount in /proc/self/mounts"
-	CG=$CG2/lfimgtest-$$
-	PIN=/sys/fs/bpf/lfimgtest$$
+	# lftest-PID-*: run-tests.sh's leak check looks for these names.
+	CG=$CG2/lftest-$$-image
+	PIN=/sys/fs/bpf/lftest-$$-image
 	PORT=$((20000 + $$ % 20000))
 	mkdir "$CG" || die "mkdir $CG"
 	NFT=$(nft list ruleset 2>&1)

@@ -11,7 +11,9 @@
 # it-shim a second time against the ASan+UBSan shim and probe
 # (LF_SHIM_VARIANT=asan, LF_ASAN_LIB=`${CC:-cc} -print-file-name=libasan.so`),
 # the differential torture test (BUILD_DIR/tests/torture, root only), and
-# the Debian packages in a fresh Debian 12 root (scripts/deb-test.sh).
+# the Debian packages in a fresh Debian 12 root (scripts/deb-test.sh), the
+# container image run with podman (scripts/image-test.sh) and the
+# Kubernetes manifests validated offline (scripts/k8s-validate.sh).
 # Then it checks that the tests left nothing behind (lftest-* cgroups,
 # lftest-* pins in /sys/fs/bpf, BPF links attached to an lftest cgroup),
 # counts that as one more test, and removes what it found. Only entries of
@@ -23,8 +25,8 @@
 # --only NAMES (comma or space separated) runs just those Criterion binaries
 # of BUILD_DIR/tests, in that order (`it-data`, `unit-filter`, ...; the name
 # `it-shim-asan` is the ASan+UBSan run of it-shim, `torture` the torture
-# test run as below), then the leak check. A name with no binary counts as
-# a failure.
+# test run as below, `image` and `k8s` the deployment tests), then the
+# leak check. A name with no binary counts as a failure.
 set -u
 
 readonly PREFIX=lftest
@@ -341,6 +343,8 @@ run_all()
 	run_shim_asan "$build"
 	run_torture "$build"
 	run_deb "$build"
+	run_image "$build"
+	run_k8s "$build"
 }
 
 # The Debian packages installed, run, removed and purged in a fresh Debian
@@ -364,6 +368,44 @@ run_deb()
 	summary_add deb "$log" "${PIPESTATUS[0]}" "checks failed (above)"
 }
 
+# The container image built and run with podman as the DaemonSet runs it
+# (scripts/image-test.sh; root, and Debian's mirror the first time).
+# IMAGE_TEST=0 skips it.
+run_image()
+{
+	local build=$1 log
+
+	echo "==== image"
+	if [[ ${IMAGE_TEST:-1} == 0 ]]; then
+		echo "skipped: IMAGE_TEST=0"
+		return
+	fi
+	if ((EUID != 0)); then
+		fail "image: needs root (podman, BPF, cgroups): run 'sudo make check'"
+		return
+	fi
+	log=$(mktemp) || exit 1
+	"$(dirname "$0")/image-test.sh" "$build" 2>&1 | tee "$log"
+	summary_add image "$log" "${PIPESTATUS[0]}" "checks failed (above)"
+}
+
+# The Kubernetes manifests validated offline against the API's schemas
+# (scripts/k8s-validate.sh; the npm registry the first time). K8S_TEST=0
+# skips it.
+run_k8s()
+{
+	local build=$1 log
+
+	echo "==== k8s"
+	if [[ ${K8S_TEST:-1} == 0 ]]; then
+		echo "skipped: K8S_TEST=0"
+		return
+	fi
+	log=$(mktemp) || exit 1
+	"$(dirname "$0")/k8s-validate.sh" "$build" 2>&1 | tee "$log"
+	summary_add k8s "$log" "${PIPESTATUS[0]}" "checks failed (above)"
+}
+
 # Only the binaries named in $2 (see --only above).
 run_only()
 {
@@ -371,7 +413,9 @@ run_only()
 
 	for name in ${2//,/ }; do
 		bin=$build/tests/$name
-		if [[ $name == it-shim-asan ]]; then
+		if [[ $name == image || $name == k8s ]]; then
+			"run_$name" "$build"
+		elif [[ $name == it-shim-asan ]]; then
 			[[ -x $build/tests/it-shim ]] ||
 				fail "$name: $build/tests/it-shim is not built (make tests)"
 			run_shim_asan "$build"
