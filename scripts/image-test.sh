@@ -34,7 +34,7 @@ CAPS="CAP_BPF CAP_NET_ADMIN CAP_PERFMON"
 IMAGE=localhost/loopfast-test:$$
 BASE_IMAGE=localhost/loopfast-test-base:$$
 NAME=lfimgtest-$$
-TMP="" CG2="" CG="" PIN="" PORT="" NFT=""
+TMP="" CG2="" CG="" PIN="" PORT="" NFT="" SECCOMP=""
 RUNTIME=() # podman options that make a container start here
 passed=0 failed=0
 
@@ -146,19 +146,11 @@ pick_runtime() {
 }
 
 # podman's default seccomp profile lets bpf() through only with
-# CAP_SYS_ADMIN (containerd's also with CAP_BPF): the same profile with
-# bpf allowed for CAP_BPF, and nothing else changed.
+# CAP_SYS_ADMIN: deploy/container/seccomp-bpf.py allows it for CAP_BPF.
 seccomp_profile() {
-	python3 - /usr/share/containers/seccomp.json "$TMP/seccomp.json" <<'EOF'
-import json, sys
-p = json.load(open(sys.argv[1]))
-for r in p["syscalls"]:
-    if "bpf" in r["names"] and r["action"] == "SCMP_ACT_ERRNO":
-        r["names"].remove("bpf")
-p["syscalls"].append({"names": ["bpf"], "action": "SCMP_ACT_ALLOW",
-                      "includes": {"caps": ["CAP_BPF"]}})
-json.dump(p, open(sys.argv[2], "w"), indent=1)
-EOF
+	SECCOMP=$TMP/seccomp.json
+	python3 "$SRC/deploy/container/seccomp-bpf.py" \
+		/usr/share/containers/seccomp.json "$SECCOMP"
 }
 
 # loopfastd.conf as the ConfigMap of deploy/kubernetes has it.
@@ -180,7 +172,7 @@ run_daemon() {
 	podman run -d --name "$name" "${RUNTIME[@]}" \
 		--network host --cap-drop all ${caps:+--cap-add "$caps"} \
 		--security-opt no-new-privileges \
-		--security-opt seccomp="$TMP/seccomp.json" \
+		--security-opt seccomp="$SECCOMP" \
 		--read-only --read-only-tmpfs=false \
 		-v /sys/fs/bpf:/sys/fs/bpf \
 		-v "$CG2:$CG2:ro" \
@@ -279,21 +271,32 @@ stop_adopt() {
 	ctr_rm "$NAME-2"
 }
 
-# Without each capability loopfastd must not come up.
+# refused WHAT CAP,CAP,...: loopfastd must not come up so.
+refused() {
+	local what=$1 out
+
+	run_daemon "$NAME-nocap" "$2" || die "podman run ($what) failed"
+	podman wait "$NAME-nocap" >/dev/null 2>&1
+	out=$(podman logs "$NAME-nocap" 2>&1 | grep -v '^loopfastd: libbpf:' |
+		tail -n 1)
+	say "$what: $out"
+	check "$what loopfastd does not start" test \
+		"$(podman inspect -f '{{.State.ExitCode}}' "$NAME-nocap")" != 0
+	ctr_rm "$NAME-nocap"
+}
+
+# Without each capability, and under podman's own seccomp profile, loopfastd
+# must not come up.
 caps_needed() {
-	local c rest out
+	local c ours=$SECCOMP
 
 	for c in $CAPS; do
-		rest=$(tr ' ' '\n' <<<"$CAPS" | grep -vx "$c" | paste -sd,)
-		run_daemon "$NAME-nocap" "$rest" || die "podman run (without $c) failed"
-		podman wait "$NAME-nocap" >/dev/null 2>&1
-		out=$(podman logs "$NAME-nocap" 2>&1 | grep -v '^loopfastd: libbpf:' |
-			tail -n 1)
-		say "without $c: $out"
-		check "without $c loopfastd does not start" test \
-			"$(podman inspect -f '{{.State.ExitCode}}' "$NAME-nocap")" != 0
-		ctr_rm "$NAME-nocap"
+		refused "without $c" \
+			"$(tr ' ' '\n' <<<"$CAPS" | grep -vx "$c" | paste -sd,)"
 	done
+	SECCOMP=/usr/share/containers/seccomp.json
+	refused "under podman's default seccomp profile" "${CAPS// /,}"
+	SECCOMP=$ours
 	"$BUILD/loopfastd" --unload --pin-dir "$PIN" >/dev/null 2>&1
 }
 
