@@ -197,15 +197,23 @@ wait_ready() {
 	return 1
 }
 
-# pair_in CGROUP --fast|--plain: lfpair moved into CGROUP, under
-# loopfastctl run; for --plain without the shim's auto opt-in (--no-auto).
+# pair_in CGROUP HOW: lfpair in CGROUP. HOW: fast (opted in, under the
+# host's loopfastctl run), plain (not opted in, loopfastctl run --no-auto),
+# image-shim (not opted in, the image's shim in LD_PRELOAD, no loopfastctl:
+# a pod's image that carries the shim).
 pair_in() {
-	local cg=$1 how=$2 run=(run)
+	local cg=$1 cmd lfpair=("$BUILD/examples/lfpair" --bytes 4M --pingpong 100 --json)
 
-	[[ $how == --plain ]] && run+=(--no-auto)
+	case $2 in
+	fast) cmd=("$BUILD/loopfastctl" --socket "$TMP/run/loopfastd.sock" run
+		"${lfpair[@]}" --fast) ;;
+	plain) cmd=("$BUILD/loopfastctl" --socket "$TMP/run/loopfastd.sock" run
+		--no-auto "${lfpair[@]}" --plain) ;;
+	image-shim) cmd=(env "LD_PRELOAD=$TMP/files/usr/lib/libloopfast.so"
+		"${lfpair[@]}" --plain) ;;
+	esac
 	sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$cg" \
-		"$BUILD/loopfastctl" --socket "$TMP/run/loopfastd.sock" "${run[@]}" \
-		"$BUILD/examples/lfpair" "$how" --bytes 4M --pingpong 100 --json 2>&1
+		"${cmd[@]}" 2>&1
 }
 
 metrics() {
@@ -226,22 +234,22 @@ serve() {
 	ok "loopfastd runs in the container with only $CAPS; the host's loopfastctl reaches it through the mounted socket directory"
 	check "the readiness probe (loopfastctl status in the container) passes" \
 		podman exec "$NAME" loopfastctl status
-	out=$(pair_in "$CG" --fast)
+	out=$(pair_in "$CG" fast)
 	echo "$out"
 	check "a connection of the private cgroup pairs under the host's loopfastctl run" \
 		grep -q '"state_client":1,"state_server":1' <<<"$out"
 	check "its bytes arrive intact" grep -q '"verified":true' <<<"$out"
 	grep -q '"state_client":1' <<<"$out" || ctl status | grep -E '^(veto|hook)'
-	out=$(pair_in "$CG" --plain)
+	out=$(pair_in "$CG" plain)
 	echo "$out"
 	check "one that does not opt in stays regular there (mode opt-in)" \
 		grep -q '"state_client":0,"state_server":0.*"verified":true' <<<"$out"
 	mkdir "$CG/pod" || die "mkdir $CG/pod"
 	check "loopfastctl mode all --cgroup CG/pod over the socket" \
 		ctl mode all --cgroup "$CG/pod"
-	out=$(pair_in "$CG/pod" --plain)
+	out=$(pair_in "$CG/pod" image-shim)
 	echo "$out"
-	check "a connection that does not opt in pairs in that pod-like cgroup (mode all)" \
+	check "there one that does not opt in pairs (mode all), with the image's shim in LD_PRELOAD" \
 		grep -q '"state_client":1,"state_server":1.*"verified":true' <<<"$out"
 	m=$(metrics)
 	grep '^loopfast_paired_connections_total' <<<"$m"
