@@ -148,6 +148,9 @@ function brokenCopies(objs) {
 		["a DaemonSet without its required selector", "DaemonSet", (o) => {
 			delete o.spec.selector;
 		}],
+		["an AppArmor profile type that is not one of the enum's", "DaemonSet", (o) => {
+			o.spec.template.spec.containers[0].securityContext.appArmorProfile.type = "unconfined";
+		}],
 		["capabilities.add as a string, not a list", "DaemonSet", (o) => {
 			o.spec.template.spec.containers[0].securityContext.capabilities.add = "BPF";
 		}],
