@@ -40,9 +40,8 @@ TestSuite(cgmode, .fini = teardown, .timeout = 60);
 static void start_env(const char *config)
 {
 	struct lf_env_opts o = { .mode = "off", .config = config };
-	int err = lf_env_start(&env, &o);
 
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, &o);
 }
 
 /* env's cgroup/sub into buf. */

@@ -50,87 +50,13 @@
 
 static struct lf_env env;
 
-/* --- small things --- */
-
-/* --- the config file --- */
-
-static char conf[PATH_MAX]; /* /tmp/lftest-<pid>-cfg.conf */
-
-static void conf_write(const char *text)
-{
-	ssize_t n;
-	int fd;
-
-	snprintf(conf, sizeof(conf), "/tmp/lftest-%d-cfg.conf", getpid());
-	fd = open(conf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	cr_assert(fd >= 0, "open %s: %s", conf, strerror(errno));
-	n = write(fd, text, strlen(text));
-	close(fd);
-	cr_assert(n == (ssize_t)strlen(text), "write %s", conf);
-}
-
-static off_t file_size(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) ? 0 : st.st_size;
-}
-
-/* Poll the daemon's log from off until it contains needle; 1 found. */
-static int log_wait(off_t off, const char *needle, int timeout_ms)
-{
-	int64_t deadline = lf_now_ms() + timeout_ms;
-	static char buf[65536];
-	ssize_t n;
-	int fd;
-
-	for (;;) {
-		fd = open(env.log, O_RDONLY | O_CLOEXEC);
-		n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, off) : -1;
-		if (fd >= 0)
-			close(fd);
-		if (n > 0) {
-			buf[n] = '\0';
-			if (strstr(buf, needle))
-				return 1;
-		}
-		if (lf_now_ms() >= deadline)
-			return 0;
-		lf_sleep_ms(20);
-	}
-}
-
-static void mode_of(struct lf_env *e, char *mode, size_t size)
-{
-	int err = lf_env_status_field(e, "mode", mode, size);
-
-	cr_assert(err == 0, "status of %s: %s", e->sock, strerror(-err));
-}
-
-/* Poll status until mode is want; the time it took, or -1. */
-static int mode_wait(struct lf_env *e, const char *want, int timeout_ms)
-{
-	int64_t t0 = lf_now_ms();
-	char mode[64];
-
-	for (;;) {
-		mode_of(e, mode, sizeof(mode));
-		if (!strcmp(mode, want))
-			return (int)(lf_now_ms() - t0);
-		if (lf_now_ms() - t0 >= timeout_ms)
-			return -1;
-		lf_sleep_ms(10);
-	}
-}
-
 /* --- the suite --- */
 
 static char dead_sock[108], stale_sock[108];
 
 static void teardown(void)
 {
-	if (conf[0])
-		unlink(conf);
+	lf_conf_remove();
 	if (dead_sock[0])
 		unlink(dead_sock);
 	if (stale_sock[0])
@@ -144,17 +70,8 @@ TestSuite(control, .fini = teardown, .timeout = 60);
 static void start_env(int enter)
 {
 	struct lf_env_opts o = { .no_enter = !enter };
-	int err = lf_env_start(&env, &o);
 
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
-}
-
-static void ctl_ok(const char *cmd)
-{
-	char reply[8192];
-	int err = lf_env_ctl(&env, cmd, reply, sizeof(reply));
-
-	cr_assert(err == 0, "'%s': %s %s", cmd, strerror(-err), reply);
+	lf_env_start_ok(&env, &o);
 }
 
 /*
@@ -328,9 +245,9 @@ static int fd_baseline(void)
 {
 	int i, n, base = INT_MAX;
 
-	ctl_ok("status");
-	ctl_ok("stats");
-	ctl_ok("conns");
+	lf_env_ctl_ok(&env, "status");
+	lf_env_ctl_ok(&env, "stats");
+	lf_env_ctl_ok(&env, "conns");
 	for (i = 0; i < 8; i++) {
 		n = daemon_fds();
 		if (n < base)
@@ -588,7 +505,7 @@ Test(control, nul_byte_is_bad_input)
 		if (out >= sizeof(got))
 			out = sizeof(got) - 1;
 	}
-	mode_of(&env, mode, sizeof(mode));
+	lf_env_mode(&env, mode, sizeof(mode));
 	cr_assert(!bad && !strcmp(mode, "opt-in"),
 		  "lines with a NUL byte, want FAIL bad input each:%s\n"
 		  "  mode afterwards: %s",
@@ -778,7 +695,7 @@ Test(control, unread_conns_flood_does_not_stall)
 
 	start_env(1);
 	/* filter hooks other tests on this machine add must not veto */
-	ctl_ok("filter-policy ignore");
+	lf_env_ctl_ok(&env, "filter-policy ignore");
 	for (i = 0; i < 16; i++)
 		lf_tcp_pair(i & 1 ? AF_INET6 : AF_INET,
 			    i & 1 ? "::1" : "127.0.0.1", 1, 1, &c[i], &s[i]);
@@ -976,7 +893,7 @@ Test(control, nobody_reads_only_root_changes)
 						      "FAIL permission denied"),
 			  "nobody '%s': %s '%s' (want FAIL permission denied)",
 			  rw[i], strerror(-res[i].rc), res[i].reply);
-	mode_of(&env, v, sizeof(v));
+	lf_env_mode(&env, v, sizeof(v));
 	cr_assert(!strcmp(v, "opt-in"), "mode '%s' after nobody's attempts", v);
 	cr_assert(lf_env_status_field(&env, "filter-policy", v, sizeof(v)) ==
 				  0 &&
@@ -985,11 +902,11 @@ Test(control, nobody_reads_only_root_changes)
 	cr_assert(lf_env_attached_progs(&env) > 0,
 		  "nothing attached after nobody's unload");
 	/* root still may */
-	ctl_ok("mode all");
-	mode_of(&env, v, sizeof(v));
+	lf_env_ctl_ok(&env, "mode all");
+	lf_env_mode(&env, v, sizeof(v));
 	cr_assert(!strcmp(v, "all"), "mode '%s' after root's mode all", v);
-	ctl_ok("filter-policy ignore");
-	ctl_ok("filter-policy respect");
+	lf_env_ctl_ok(&env, "filter-policy ignore");
+	lf_env_ctl_ok(&env, "filter-policy respect");
 	lf_env_finish(&env);
 }
 
@@ -1344,7 +1261,7 @@ Test(control, cli_json_everywhere)
 
 	start_env(1);
 	/* filter hooks other tests on this machine add must not veto */
-	ctl_ok("filter-policy ignore");
+	lf_env_ctl_ok(&env, "filter-policy ignore");
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c[0], &s[0]);
 	lf_tcp_pair(AF_INET6, "::1", 1, 1, &c[1], &s[1]);
 	cr_assert(lf_state_wait(c[1], 1, 1000) == 1, "pairs are not fast");
@@ -1712,7 +1629,7 @@ Test(control, cli_as_nobody)
 	assert_exit(o, 1);
 	assert_json(o->out, "assert 'permission denied' in d['error'], d",
 		    o->what);
-	mode_of(&env, v, sizeof(v));
+	lf_env_mode(&env, v, sizeof(v));
 	cr_assert(!strcmp(v, "opt-in"), "mode '%s' after nobody's mode off", v);
 	lf_env_finish(&env);
 }
@@ -1721,10 +1638,12 @@ Test(control, cli_as_nobody)
 
 static void start_env_conf(const char *mode)
 {
-	struct lf_env_opts o = { .no_enter = 1, .config = conf, .mode = mode };
+	struct lf_env_opts o = { .no_enter = 1,
+				 .config = lf_conf_path(),
+				 .mode = mode };
 	int err = lf_env_start(&env, &o);
 
-	cr_assert(err == 0, "lf_env_start --config %s: %s", conf,
+	cr_assert(err == 0, "lf_env_start --config %s: %s", o.config,
 		  strerror(-err));
 }
 
@@ -1734,23 +1653,24 @@ Test(control, config_file_then_sighup_reload)
 	char v[64];
 	off_t off;
 
-	conf_write("# loopfast test config\n"
-		   "\n"
-		   "mode = all\n"
-		   "  log-level=info  \n"
-		   "filter-policy = respect\n");
+	lf_conf_write("# loopfast test config\n"
+		      "\n"
+		      "mode = all\n"
+		      "  log-level=info  \n"
+		      "filter-policy = respect\n");
 	start_env_conf(NULL);
-	mode_of(&env, v, sizeof(v));
+	lf_env_mode(&env, v, sizeof(v));
 	cr_assert(!strcmp(v, "all"), "mode '%s' with mode = all", v);
-	conf_write("mode = off\n");
-	off = file_size(env.log);
+	lf_conf_write("mode = off\n");
+	off = lf_env_log_size(&env);
 	cr_assert(!kill(env.daemon, SIGHUP));
-	cr_assert(mode_wait(&env, "off", 1000) >= 0,
+	cr_assert(lf_env_mode_wait(&env, "off", 1000) >= 0,
 		  "mode still not off 1 s after SIGHUP");
-	cr_assert(log_wait(off, "applied", 1000), "no 'applied' in the log");
-	conf_write("mode = all\ndetour-limit = 65536\n");
+	cr_assert(lf_env_log_wait(&env, off, "applied", 1000),
+		  "no 'applied' in the log");
+	lf_conf_write("mode = all\ndetour-limit = 65536\n");
 	cr_assert(!kill(env.daemon, SIGHUP));
-	cr_assert(mode_wait(&env, "all", 1000) >= 0,
+	cr_assert(lf_env_mode_wait(&env, "all", 1000) >= 0,
 		  "mode not back to all 1 s after SIGHUP");
 	cr_assert(lf_env_status_field(&env, "detour-limit", v, sizeof(v)) ==
 				  0 &&
@@ -1759,7 +1679,7 @@ Test(control, config_file_then_sighup_reload)
 	cr_assert(lf_env_status_field(&env, "log-level", v, sizeof(v)) == 0 &&
 			  !strcmp(v, "info"),
 		  "log-level '%s' with none in the file", v);
-	conf_write("mode = all\nlog-level = warn\n");
+	lf_conf_write("mode = all\nlog-level = warn\n");
 	cr_assert(lf_env_ctl(&env, "reload", v, sizeof(v)) == 0);
 	cr_assert(lf_env_status_field(&env, "log-level", v, sizeof(v)) == 0 &&
 			  !strcmp(v, "warn"),
@@ -1783,27 +1703,28 @@ Test(control, config_bad_reload_keeps_running_config)
 	size_t i;
 	off_t off;
 
-	conf_write("mode = all\n");
+	lf_conf_write("mode = all\n");
 	start_env_conf(NULL);
-	mode_of(&env, mode, sizeof(mode));
+	lf_env_mode(&env, mode, sizeof(mode));
 	cr_assert(!strcmp(mode, "all"), "mode '%s' with mode = all", mode);
-	lf_fmt(where, sizeof(where), "%s:2:", conf);
+	lf_fmt(where, sizeof(where), "%s:2:", lf_conf_path());
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		conf_write(bad[i]);
-		off = file_size(env.log);
+		lf_conf_write(bad[i]);
+		off = lf_env_log_size(&env);
 		cr_assert(!kill(env.daemon, SIGHUP));
-		cr_assert(log_wait(off, where, 2000),
+		cr_assert(lf_env_log_wait(&env, off, where, 2000),
 			  "no '%s' in the log after reloading:\n%s", where,
 			  bad[i]);
-		cr_assert(log_wait(off, "the running config is kept", 1000),
+		cr_assert(lf_env_log_wait(&env, off,
+					  "the running config is kept", 1000),
 			  "no 'the running config is kept' after:\n%s", bad[i]);
-		mode_of(&env, mode, sizeof(mode));
+		lf_env_mode(&env, mode, sizeof(mode));
 		cr_assert(!strcmp(mode, "all"),
 			  "mode '%s' after a bad reload of:\n%s", mode, bad[i]);
 	}
-	conf_write("mode = off\n");
+	lf_conf_write("mode = off\n");
 	cr_assert(!kill(env.daemon, SIGHUP));
-	cr_assert(mode_wait(&env, "off", 1000) >= 0,
+	cr_assert(lf_env_mode_wait(&env, "off", 1000) >= 0,
 		  "a good file after bad ones: mode not off in 1 s");
 	lf_env_finish(&env);
 }
@@ -1819,14 +1740,14 @@ Test(control, config_sighup_resets_what_the_file_leaves_out)
 	char mode[64], policy[64], limit[64];
 	int64_t deadline;
 
-	conf_write("detour-limit = 65536\nmode = off\n");
+	lf_conf_write("detour-limit = 65536\nmode = off\n");
 	start_env_conf("all");
-	mode_of(&env, mode, sizeof(mode));
+	lf_env_mode(&env, mode, sizeof(mode));
 	cr_assert(!strcmp(mode, "all"),
 		  "--mode all must override the file's mode = off: mode %s",
 		  mode);
-	ctl_ok("filter-policy ignore");
-	conf_write("detour-limit = 131072\n");
+	lf_env_ctl_ok(&env, "filter-policy ignore");
+	lf_conf_write("detour-limit = 131072\n");
 	cr_assert(!kill(env.daemon, SIGHUP));
 	deadline = lf_now_ms() + 1000;
 	do {
@@ -1838,7 +1759,7 @@ Test(control, config_sighup_resets_what_the_file_leaves_out)
 	} while (lf_now_ms() < deadline);
 	cr_assert(!strcmp(limit, "131072"),
 		  "detour-limit '%s' 1 s after SIGHUP, want 131072", limit);
-	mode_of(&env, mode, sizeof(mode));
+	lf_env_mode(&env, mode, sizeof(mode));
 	cr_assert(lf_env_status_field(&env, "filter-policy", policy,
 				      sizeof(policy)) == 0);
 	cr_assert(!strcmp(mode, "opt-in") && !strcmp(policy, "respect"),
@@ -1865,6 +1786,7 @@ Test(control, config_bad_file_at_start_exits_2)
 		{ "detour-limit = 12\n", 1 },
 	};
 	char path[PATH_MAX], where[PATH_MAX + 16];
+	char *conf = (char *)lf_conf_path();
 	char *argv[] = { path,	      "--foreground", "--cgroup", env.cgroup,
 			 "--pin-dir", env.pin_dir,    "--socket", env.sock,
 			 "--config",  conf,	      NULL };
@@ -1877,7 +1799,7 @@ Test(control, config_bad_file_at_start_exits_2)
 	cr_assert(err == 0, "SIGTERM: %s", strerror(-err));
 	lf_fmt(path, sizeof(path), "%s/loopfastd", lf_build_dir());
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		conf_write(bad[i].text);
+		lf_conf_write(bad[i].text);
 		lf_fmt(where, sizeof(where), "%s:%d:", conf, bad[i].line);
 		run_as(&o, 0, NULL, RUN_MS, argv);
 		cr_assert(o.code == 2,
@@ -1905,14 +1827,7 @@ Test(control, config_bad_file_at_start_exits_2)
  */
 Test(control, zz_nothing_left_behind)
 {
-	char what[4096];
-	int left, live, links;
-
-	left = lf_leftovers_dead(&live, what, sizeof(what));
-	cr_assert(left == 0, "left behind by finished tests: %s", what);
-	links = lf_count_leaked_links(what, sizeof(what));
-	cr_assert(links == 0, "%d loopfast cgroup links leaked: %s", links,
-		  what);
+	lf_assert_nothing_left();
 }
 
 /* `reload` is SIGHUP over the control socket; a bad file is a FAIL. */
@@ -1921,18 +1836,18 @@ Test(control, reload_command)
 	char mode[64], reply[1024];
 	struct out *o;
 
-	conf_write("mode = all\n");
+	lf_conf_write("mode = all\n");
 	start_env_conf(NULL);
-	conf_write("mode = off\n");
+	lf_conf_write("mode = off\n");
 	o = cli(0, env.sock, "reload", NULL);
 	assert_exit(o, 0);
-	mode_of(&env, mode, sizeof(mode));
+	lf_env_mode(&env, mode, sizeof(mode));
 	cr_assert(!strcmp(mode, "off"), "mode '%s' after reload", mode);
-	conf_write("mode = sometimes\n");
+	lf_conf_write("mode = sometimes\n");
 	cr_assert(lf_env_ctl(&env, "reload", reply, sizeof(reply)) == -EIO,
 		  "reload of a bad file must FAIL");
 	cr_assert(strstr(reply, "running config is kept"), "reply: %s", reply);
-	mode_of(&env, mode, sizeof(mode));
+	lf_env_mode(&env, mode, sizeof(mode));
 	cr_assert(!strcmp(mode, "off"), "mode '%s' after a failed reload",
 		  mode);
 	lf_env_finish(&env);

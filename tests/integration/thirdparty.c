@@ -809,8 +809,7 @@ static void begin_with(const struct lf_env_opts *opts)
 			"%s failed: the programs these tests run are missing (see its output above)",
 			deps);
 	}
-	err = lf_env_start(&env, opts);
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, opts);
 	/*
 	 * These tests are about the programs, not the veto (pairing.c and
 	 * daemon.c test that): a firewall rule on this machine, or another

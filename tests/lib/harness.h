@@ -174,6 +174,34 @@ int lf_count_leaked_links(char *what, size_t size);
 /* Remove leftovers of test processes that no longer exist. */
 void lf_sweep_stale(void);
 
+/* --- env.c: asserting shortcuts for env's daemon --- */
+
+/* lf_env_start(), or the test fails. */
+void lf_env_start_ok(struct lf_env *env, const struct lf_env_opts *opts);
+/* A control command that must answer OK. Asserts. */
+void lf_env_ctl_ok(struct lf_env *env, const char *cmd);
+/* The `status` mode into mode. Asserts. */
+void lf_env_mode(struct lf_env *env, char *mode, size_t size);
+/* Poll `status` until the mode is want; the ms it took, or -1. Asserts. */
+int lf_env_mode_wait(struct lf_env *env, const char *want, int timeout_ms);
+/* Size of the daemon's log (0 when there is none). */
+off_t lf_env_log_size(struct lf_env *env);
+/* Poll the daemon's log from off until it holds needle: 1, or 0 in time. */
+int lf_env_log_wait(struct lf_env *env, off_t off, const char *needle,
+		    int timeout_ms);
+/*
+ * The test process's config file, /tmp/lftest-<pid>-cfg.conf: its path,
+ * (over)written with text (asserts; returns the path), removed.
+ */
+const char *lf_conf_path(void);
+const char *lf_conf_write(const char *text);
+void lf_conf_remove(void);
+/*
+ * Nothing of a finished test process anywhere (lf_leftovers_dead()) and
+ * no loopfast link on a gone or finished test's cgroup. Asserts.
+ */
+void lf_assert_nothing_left(void);
+
 /* --- sockets (asserting unless said otherwise) --- */
 
 /* Mark where the next asserting helper was called from (see macros). */
