@@ -351,6 +351,8 @@ char *lf_file_read(const char *path);
 /* The same, failing the test when it cannot be read. */
 char *lf_file_read_ok(const char *path);
 int lf_file_write(const char *path, const char *text);
+/* The last 4 KiB of a file (a log) to stderr, between two marker lines. */
+void lf_file_dump_tail(const char *path);
 /* The source tree (the build dir's parent), and a path in it. */
 const char *lf_src_dir(void);
 const char *lf_src_path(const char *rel);
