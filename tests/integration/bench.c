@@ -101,7 +101,7 @@ Test(bench, tiny_run_reports_every_workload_and_verified_fast_runs)
 	char *argv[] = { bin, "--tiny", "--out", out, NULL };
 	int fd, rc, i;
 
-	cr_assert_eq(lf_env_start(&env, NULL), 0, "start loopfastd");
+	lf_env_start_ok(&env, NULL);
 	snprintf(out, sizeof(out), "/tmp/lftest-bench-%d-XXXXXX.json",
 		 getpid());
 	fd = mkstemps(out, 5);

@@ -26,13 +26,11 @@
 #include "harness.h"
 
 static struct lf_env env;
-static char conf[PATH_MAX];
 
 static void teardown(void)
 {
 	lf_env_stop(&env);
-	if (conf[0])
-		unlink(conf);
+	lf_conf_remove();
 }
 
 TestSuite(cgmode, .fini = teardown, .timeout = 60);
@@ -40,9 +38,8 @@ TestSuite(cgmode, .fini = teardown, .timeout = 60);
 static void start_env(const char *config)
 {
 	struct lf_env_opts o = { .mode = "off", .config = config };
-	int err = lf_env_start(&env, &o);
 
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, &o);
 }
 
 /* env's cgroup/sub into buf. */
@@ -164,17 +161,6 @@ static int loopfastctl(char *out, size_t size, const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static void conf_write(const char *text)
-{
-	FILE *f;
-
-	if (!conf[0])
-		snprintf(conf, sizeof(conf), "/tmp/lfcgmode-%d.conf", getpid());
-	f = fopen(conf, "w");
-	cr_assert(f && fputs(text, f) >= 0 && !fclose(f), "write %s: %s", conf,
-		  strerror(errno));
-}
-
 Test(cgmode, covers_the_subtree_created_later)
 {
 	char a[PATH_MAX], out[PATH_MAX + 256], want[PATH_MAX + 64];
@@ -290,8 +276,7 @@ Test(cgmode, config_file_at_start_and_on_reload)
 {
 	char a[PATH_MAX], c[PATH_MAX], text[PATH_MAX * 3];
 
-	conf_write("mode = off\n");
-	start_env(conf);
+	start_env(lf_conf_write("mode = off\n"));
 	cg_make("a");
 	cg_make("c");
 	cg("a", a, sizeof(a));
@@ -302,7 +287,7 @@ Test(cgmode, config_file_at_start_and_on_reload)
 		 "mode = off\n# a unit of its own\ncgroup-mode = all %s\n"
 		 "cgroup-mode = off %s/b\n",
 		 a, a);
-	conf_write(text);
+	lf_conf_write(text);
 	cr_assert(!ctl("reload"), "%s", reply);
 	cr_assert(status_num("cgroup-modes") == 2);
 	cg_make("a/b");
@@ -312,7 +297,7 @@ Test(cgmode, config_file_at_start_and_on_reload)
 	cr_assert(pair_in("c") == 0, "c: the live policy is gone");
 	/* A file with an outside path changes nothing. */
 	snprintf(text, sizeof(text), "mode = all\ncgroup-mode = all /tmp\n");
-	conf_write(text);
+	lf_conf_write(text);
 	cr_assert(ctl("reload") == -EIO, "a bad cgroup-mode must fail");
 	cr_assert(status_num("cgroup-modes") == 2);
 	cr_assert(!lf_env_status_field(&env, "mode", text, sizeof(text)) &&
@@ -320,7 +305,7 @@ Test(cgmode, config_file_at_start_and_on_reload)
 		  "mode '%s' after a failed reload", text);
 	/* At start: a restarted daemon reads them from the file. */
 	snprintf(text, sizeof(text), "mode = off\ncgroup-mode = all %s\n", c);
-	conf_write(text);
+	lf_conf_write(text);
 	cr_assert(!lf_env_daemon_stop(&env));
 	cr_assert(!lf_env_daemon_start(&env));
 	cr_assert(status_num("cgroup-modes") == 1);

@@ -27,21 +27,6 @@ static void teardown(void)
 
 TestSuite(daemon, .fini = teardown, .timeout = 120);
 
-static void start_env(struct lf_env *e, const struct lf_env_opts *opts)
-{
-	int err = lf_env_start(e, opts);
-
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
-}
-
-static void ctl_ok(struct lf_env *e, const char *cmd)
-{
-	char reply[1024];
-	int err = lf_env_ctl(e, cmd, reply, sizeof(reply));
-
-	cr_assert(err == 0, "'%s': %s %s", cmd, strerror(-err), reply);
-}
-
 static void assert_pair_state(int c, int s, int want, const char *what)
 {
 	int cs = lf_state_wait(c, want, 1000),
@@ -59,8 +44,8 @@ Test(daemon, mode_all_needs_no_opt_in)
 	long long p0;
 	int c, s;
 
-	start_env(&env, &o);
-	cr_assert(lf_env_status_field(&env, "mode", mode, sizeof(mode)) == 0);
+	lf_env_start_ok(&env, &o);
+	lf_env_mode(&env, mode, sizeof(mode));
 	cr_assert(!strcmp(mode, "all"), "status mode '%s'", mode);
 	p0 = lf_env_stat(&env, "paired");
 	lf_tcp_pair(AF_INET, "127.0.0.1", 0, 0, &c, &s);
@@ -76,8 +61,8 @@ Test(daemon, mode_all_needs_no_opt_in)
 	close(c);
 	close(s);
 	/* Back to opt-in at run time: the same pair stays regular. */
-	ctl_ok(&env, "mode opt-in");
-	cr_assert(lf_env_status_field(&env, "mode", mode, sizeof(mode)) == 0);
+	lf_env_ctl_ok(&env, "mode opt-in");
+	lf_env_mode(&env, mode, sizeof(mode));
 	cr_assert(!strcmp(mode, "opt-in"), "status mode '%s'", mode);
 	lf_tcp_pair(AF_INET6, "::1", 0, 0, &c, &s);
 	assert_pair_state(c, s, 0, "mode opt-in, no opt-in");
@@ -91,8 +76,8 @@ Test(daemon, mode_off_keeps_regular)
 	long long off0, p0;
 	int c, s;
 
-	start_env(&env, NULL);
-	ctl_ok(&env, "mode off");
+	lf_env_start_ok(&env, NULL);
+	lf_env_ctl_ok(&env, "mode off");
 	off0 = lf_env_stat(&env, "regular-mode-off");
 	p0 = lf_env_stat(&env, "paired");
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
@@ -113,23 +98,23 @@ Test(daemon, mode_change_never_moves_connections)
 {
 	int fc, fs, rc, rs, nc, ns;
 
-	start_env(&env, NULL);
+	lf_env_start_ok(&env, NULL);
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &fc, &fs);
 	lf_tcp_pair(AF_INET, "127.0.0.1", 0, 0, &rc, &rs);
 	assert_pair_state(fc, fs, 1, "fast pair");
 	assert_pair_state(rc, rs, 0, "regular pair");
-	ctl_ok(&env, "mode off");
+	lf_env_ctl_ok(&env, "mode off");
 	assert_pair_state(fc, fs, 1, "fast pair after mode off");
 	lf_xfer_both(fc, fs, 3, 8 << 20, 20000);
 	assert_pair_state(fc, fs, 1, "fast pair after mode off + data");
-	ctl_ok(&env, "mode all");
+	lf_env_ctl_ok(&env, "mode all");
 	assert_pair_state(rc, rs, 0, "regular pair after mode all");
 	lf_xfer_both(rc, rs, 5, 8 << 20, 20000);
 	assert_pair_state(rc, rs, 0, "regular pair after mode all + data");
 	lf_tcp_pair(AF_INET, "127.0.0.1", LF_SERVED_ONLY, LF_SERVED_ONLY, &nc,
 		    &ns);
 	assert_pair_state(nc, ns, 1, "new pair in mode all");
-	ctl_ok(&env, "mode opt-in");
+	lf_env_ctl_ok(&env, "mode opt-in");
 	assert_pair_state(nc, ns, 1, "mode-all pair after mode opt-in");
 	assert_pair_state(fc, fs, 1, "fast pair at the end");
 	lf_xfer_both(nc, ns, 7, 1 << 20, 20000);
@@ -158,7 +143,7 @@ Test(daemon, heartbeat_stale_then_restart)
 	int ac, as, bc, bs, cc, cs, err;
 	char age[32];
 
-	start_env(&env, NULL);
+	lf_env_start_ok(&env, NULL);
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &ac, &as);
 	assert_pair_state(ac, as, 1, "before the stop");
 	nohb0 = lf_env_stat(&env, "regular-no-heartbeat");
@@ -233,7 +218,7 @@ Test(daemon, restart_during_600mib_transfer)
 	uint64_t at_stop, at_start;
 	int c, s, err;
 
-	start_env(&env, NULL);
+	lf_env_start_ok(&env, NULL);
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
 	assert_pair_state(c, s, 1, "before");
 	big_start(&bg, x, c, s);
@@ -289,7 +274,7 @@ Test(daemon, upgrade_from_another_layout_keeps_traffic)
 	struct lf_bg bg;
 	int c, s, c2, s2, err;
 
-	start_env(&env, NULL);
+	lf_env_start_ok(&env, NULL);
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
 	assert_pair_state(c, s, 1, "before");
 	big_start(&bg, x, c, s);
@@ -320,13 +305,13 @@ Test(daemon, unload_mid_transfer_loses_nothing)
 	uint64_t at_unload;
 	int c, s, err, fd;
 
-	start_env(&env, NULL);
+	lf_env_start_ok(&env, NULL);
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
 	assert_pair_state(c, s, 1, "before");
 	big_start(&bg, x, c, s);
 	big_wait(x, BIG / 5);
 	at_unload = lf_xfer_progress(&x[1]);
-	ctl_ok(&env, "unload");
+	lf_env_ctl_ok(&env, "unload");
 	err = lf_env_daemon_wait(&env, 5000);
 	cr_assert(err == 0, "daemon after unload: %s (status 0x%x)",
 		  strerror(-err), env.daemon_status);
@@ -355,7 +340,7 @@ Test(daemon, map_full_falls_back_to_regular)
 	long long p0, full0, paired, full;
 	int c[6], s[6], i, nfast = 0, st;
 
-	start_env(&env, &o);
+	lf_env_start_ok(&env, &o);
 	p0 = lf_env_stat(&env, "paired");
 	full0 = lf_env_stat(&env, "regular-map-full");
 	for (i = 0; i < 6; i++) {
@@ -396,8 +381,8 @@ Test(daemon, two_daemons_side_by_side)
 	int ac, as, bc, bs, xc, xs;
 	char path[256];
 
-	start_env(&env, NULL);
-	start_env(&env2, &o);
+	lf_env_start_ok(&env, NULL);
+	lf_env_start_ok(&env2, &o);
 	cr_assert(lf_env_status_field(&env2, "cgroup", path, sizeof(path)) ==
 		  0);
 	cr_assert(!strcmp(path, env2.cgroup), "env2 status cgroup %s", path);
@@ -412,7 +397,7 @@ Test(daemon, two_daemons_side_by_side)
 	assert_pair_state(bc, bs, 1, "pair under daemon B");
 	cr_assert(lf_env_stat(&env, "paired") == 1);
 	cr_assert(lf_env_stat(&env2, "paired") == 1);
-	ctl_ok(&env2, "mode off");
+	lf_env_ctl_ok(&env2, "mode off");
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &xc, &xs);
 	assert_pair_state(xc, xs, 0, "pair under daemon B in mode off");
 	close(xc);
@@ -439,8 +424,8 @@ Test(daemon, pair_across_two_daemons_stays_regular)
 	struct lf_env_opts o = { .no_enter = 1 };
 	int lfd, c, s, port;
 
-	start_env(&env, NULL);
-	start_env(&env2, &o);
+	lf_env_start_ok(&env, NULL);
+	lf_env_start_ok(&env2, &o);
 	cr_assert(lf_env_enter(&env2) == 0);
 	lfd = lf_tcp_listen(AF_INET, "127.0.0.1", 1);
 	port = lf_port(lfd);
@@ -465,7 +450,7 @@ Test(daemon, churn_does_not_leak)
 	int c, s, i, st;
 	char b;
 
-	start_env(&env, &o);
+	lf_env_start_ok(&env, &o);
 	p0 = lf_env_stat(&env, "paired");
 	for (i = 0; i < 300; i++) {
 		lf_tcp_pair(i & 1 ? AF_INET : AF_INET6,
@@ -531,7 +516,7 @@ Test(daemon, control_protocol)
 	char reply[8192], v[256], cmd[64];
 	size_t i;
 
-	start_env(&env, NULL);
+	lf_env_start_ok(&env, NULL);
 	cr_assert(lf_env_ctl(&env, "stats", reply, sizeof(reply)) == 0);
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "\n%s ", keys[i]);
@@ -565,7 +550,7 @@ Test(daemon, loopfastctl_exit_status)
 	char out[4096];
 	int st;
 
-	start_env(&env, NULL);
+	lf_env_start_ok(&env, NULL);
 	st = lf_sh("%s/loopfastctl --socket %s status >/dev/null 2>&1",
 		   lf_build_dir(), env.sock);
 	cr_assert(st == 0, "loopfastctl status with the daemon up: exit %d",
@@ -629,7 +614,7 @@ Test(daemon, metrics_endpoint)
 	fprintf(f, "metrics-listen = 127.0.0.1:%d\n", port);
 	fclose(f);
 	o.config = conf;
-	start_env(&env, &o);
+	lf_env_start_ok(&env, &o);
 	http_ask(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 34, ans,
 		 sizeof(ans));
 	cr_assert(!strncmp(ans, "HTTP/1.1 200 OK\r\n", 17) &&
@@ -667,12 +652,5 @@ Test(daemon, metrics_endpoint)
  */
 Test(daemon, zz_nothing_left_behind)
 {
-	char what[4096];
-	int left, live, links;
-
-	left = lf_leftovers_dead(&live, what, sizeof(what));
-	cr_assert(left == 0, "left behind by finished tests: %s", what);
-	links = lf_count_leaked_links(what, sizeof(what));
-	cr_assert(links == 0, "%d loopfast cgroup links leaked: %s", links,
-		  what);
+	lf_assert_nothing_left();
 }

@@ -35,13 +35,6 @@ static void teardown(void)
 
 TestSuite(data, .fini = teardown, .timeout = 120);
 
-static void start_env(void)
-{
-	int err = lf_env_start(&env, NULL);
-
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
-}
-
 /* Record a transfer's outcome under a prefix. */
 static void rec_xfer(struct lf_rec *r, const char *p, const struct lf_xfer *x)
 {
@@ -143,7 +136,7 @@ static void case_bulk(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, bulk_64mib)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_bulk);
 	lf_env_finish(&env);
 }
@@ -195,7 +188,7 @@ static void case_half_close(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, half_close)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_half_close);
 	lf_env_finish(&env);
 }
@@ -241,7 +234,7 @@ static void case_peek(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, msg_peek)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_peek);
 	lf_env_finish(&env);
 }
@@ -278,7 +271,7 @@ static void case_fionread(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, fionread)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_fionread);
 	lf_env_finish(&env);
 }
@@ -340,7 +333,7 @@ static void case_epoll_et(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, epoll_edge_triggered)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_epoll_et);
 	lf_env_finish(&env);
 }
@@ -397,7 +390,7 @@ static void case_sendfile(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, sendfile)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_sendfile);
 	lf_env_finish(&env);
 }
@@ -463,7 +456,7 @@ static void case_writev(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, writev_readv)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_writev);
 	lf_env_finish(&env);
 }
@@ -528,7 +521,7 @@ static void case_flow(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, flow_control_eagain)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_flow);
 	lf_env_finish(&env);
 }
@@ -557,7 +550,7 @@ static void case_rcvlowat(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, so_rcvlowat)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_rcvlowat);
 	lf_env_finish(&env);
 }
@@ -587,7 +580,7 @@ static void case_send_to_closed(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, send_to_closed_peer)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_send_to_closed);
 	lf_env_finish(&env);
 }
@@ -630,7 +623,7 @@ static void case_before_accept(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, data_before_accept)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_before_accept);
 	lf_env_finish(&env);
 }
@@ -655,7 +648,7 @@ static void case_close_after_send(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, close_right_after_send)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_close_after_send);
 	lf_env_finish(&env);
 }
@@ -685,7 +678,7 @@ static void case_abort(struct lf_env *e, int fast, struct lf_rec *r)
 
 Test(data, abortive_close_resets)
 {
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_abort);
 	lf_env_finish(&env);
 }
@@ -751,7 +744,7 @@ static void case_many(struct lf_env *e, int fast, struct lf_rec *r)
 Test(data, thousand_concurrent_pairs)
 {
 	cr_assert(lf_raise_nofile(4 * NPAIRS + 64) == 0);
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_diff(&env, case_many);
 	lf_env_finish(&env);
 }
@@ -801,12 +794,11 @@ Test(data, sockets_outside_run_no_program)
 {
 	struct lf_env_opts o = { .no_enter = 1 };
 	long long before[N_TAX_LINKS], after[N_TAX_LINKS];
-	int stats, c, s, err;
+	int stats, c, s;
 	__u32 type = 0;
 	size_t i;
 
-	err = lf_env_start(&env, &o);
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, &o);
 	stats = lf_stats_enable();
 	cr_assert(stats >= 0, "BPF_ENABLE_STATS: %s", strerror(-stats));
 	link_runs_all(before, &type);

@@ -23,7 +23,7 @@ static struct lf_env env;
 
 static void setup(void)
 {
-	cr_assert_eq(lf_env_start(&env, NULL), 0, "start loopfastd");
+	lf_env_start_ok(&env, NULL);
 }
 
 static void teardown(void)

@@ -64,9 +64,7 @@ TestSuite(instances, .fini = teardown, .timeout = 120);
 
 static void start(void)
 {
-	int err = lf_env_start(&env, NULL);
-
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, NULL);
 	snprintf(out, sizeof(out), "/tmp/%s-out", env.name);
 }
 

@@ -42,7 +42,7 @@ static void start(unsigned long long detour_limit)
 {
 	struct lf_env_opts o = { .detour_limit = detour_limit };
 
-	cr_assert_eq(lf_env_start(&env, &o), 0, "start loopfastd");
+	lf_env_start_ok(&env, &o);
 }
 
 /* The fast run may take 3x the plain one plus 1 s; beyond, it stalled. */
@@ -595,7 +595,7 @@ Test(integrity, blocking_reader_without_shim_gets_tcp_reads)
 	start(0);
 	blocking_read_case(LF_RAW_ONLY, LF_RAW_ONLY);
 	lf_env_finish(&env);
-	cr_assert_eq(lf_env_start(&env, &o), 0, "start loopfastd, mode all");
+	lf_env_start_ok(&env, &o);
 	blocking_read_case(0, 0);
 }
 

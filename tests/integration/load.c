@@ -64,10 +64,8 @@ TestSuite(load, .fini = teardown, .timeout = 300);
 static void start(unsigned int sockhash_size)
 {
 	struct lf_env_opts o = { .sockhash_size = sockhash_size };
-	int err;
 
-	err = lf_env_start(&env, &o);
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, &o);
 	/* filter hooks other tests on this machine add must not veto */
 	cr_assert(lf_env_ctl(&env, "filter-policy ignore", NULL, 0) == 0);
 }

@@ -636,14 +636,6 @@ static void hook_tools_present(void)
 
 /* --- tests: loopfastd under the unit's capabilities --- */
 
-static void ctl_ok(struct lf_env *e, const char *cmd)
-{
-	char reply[4096];
-	int err = lf_env_ctl(e, cmd, reply, sizeof(reply));
-
-	cr_assert(err == 0, "'%s': %s %s", cmd, strerror(-err), reply);
-}
-
 /* The daemon exits by itself (SIGTERM sent, or unload); exit status 0. */
 static void capd_wait_exit(struct lf_env *e, const char *why)
 {
@@ -693,15 +685,15 @@ Test(ops, daemon_under_unit_capabilities)
 	fprintf(stderr, "ops: conns under %s:\n%s", cap_str(caps, 0), reply);
 
 	/* Operator commands. */
-	ctl_ok(&cenv, "mode all");
+	lf_env_ctl_ok(&cenv, "mode all");
 	lf_tcp_pair(AF_INET, "127.0.0.1", LF_SERVED_ONLY, LF_SERVED_ONLY, &c,
 		    &s);
 	cr_assert(lf_state_wait(c, 1, 1000) == 1, "mode all: not fast");
 	lf_close(&c);
 	lf_close(&s);
-	ctl_ok(&cenv, "mode opt-in");
-	ctl_ok(&cenv, "filter-policy ignore");
-	ctl_ok(&cenv, "filter-policy respect");
+	lf_env_ctl_ok(&cenv, "mode opt-in");
+	lf_env_ctl_ok(&cenv, "filter-policy ignore");
+	lf_env_ctl_ok(&cenv, "filter-policy respect");
 
 	/* SIGTERM keeps the pins; a restart under the same set adopts them. */
 	kill(cenv.daemon, SIGTERM);

@@ -27,13 +27,6 @@ static void teardown(void)
 
 TestSuite(pairing, .fini = teardown, .timeout = 60);
 
-static void start_env(void)
-{
-	int err = lf_env_start(&env, NULL);
-
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
-}
-
 /* The regular-* counters and paired, to compare before and after. */
 static const char *const counters[] = {
 	"paired",	    "regular-not-loopback", "regular-one-side",
@@ -73,7 +66,7 @@ static void check_fast(int lfam, const char *laddr, int cfam, const char *caddr)
 	long long before[NCOUNTERS], red;
 	int c, s, cs, ss;
 
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	snap(before);
 	red = lf_env_stat(&env, "bytes-redirected");
 	lf_tcp_pair2(lfam, laddr, cfam, caddr, 1, 1, &c, &s);
@@ -145,7 +138,7 @@ static void check_regular(int copt, int sopt, const char *counter,
 
 	long long red;
 
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	red = lf_env_stat(&env, "bytes-redirected");
 	for (i = 0; i < 2; i++) {
 		snap(before);
@@ -187,7 +180,7 @@ Test(pairing, accepted_inherits_listener)
 {
 	int lfd, c, s, port;
 
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lfd = lf_tcp_listen(AF_INET, "127.0.0.1", 1);
 	port = lf_port(lfd);
 	c = lf_tcp_connect(AF_INET, "127.0.0.1", port, 0);
@@ -214,7 +207,7 @@ Test(pairing, conns_listed_and_released)
 	long long live;
 	int c, s, i;
 
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
 	cr_assert(lf_state_wait(c, 1, 1000) == 1);
 	cr_assert(lf_env_ctl(&env, "conns", reply, sizeof(reply)) == 0);
@@ -253,7 +246,7 @@ Test(pairing, not_loopback_stays_regular)
 	long long before[NCOUNTERS];
 	int ns, c, s, i;
 
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	ns = lf_netns_new();
 	cr_assert(ns >= 0, "private netns: %s", strerror(-ns));
 	for (i = 0; i < 2; i++) {
@@ -280,7 +273,7 @@ Test(pairing, ipv4_different_127_addresses)
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	int lfd, c, s;
 
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lfd = lf_tcp_listen(AF_INET, "127.0.0.2", 1);
 	c = lf_tcp_socket(AF_INET, 1);
 	inet_pton(AF_INET, "127.0.0.3", &sin.sin_addr);
@@ -337,7 +330,7 @@ Test(pairing, conns_counts_bytes)
 	ssize_t n;
 	int c, s, i;
 
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	lf_tcp_pair(AF_INET, "127.0.0.1", 1, 1, &c, &s);
 	cr_assert(lf_state_wait(c, 1, 1000) == 1);
 	lf_xfer_send_init(&x[0], c, 61, 1 << 20);
@@ -396,7 +389,7 @@ Test(pairing, self_connect_stays_regular)
 	long long p0;
 	int fd, port;
 
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	p0 = lf_env_stat(&env, "paired");
 	fd = lf_tcp_socket(AF_INET, 1);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -450,7 +443,7 @@ Test(pairing, netns_same_tuple_never_cross)
 	struct lf_xfer x[8];
 	long long p0;
 
-	start_env();
+	lf_env_start_ok(&env, NULL);
 	p0 = lf_env_stat(&env, "paired");
 	nsa = lf_netns_new();
 	cr_assert(nsa >= 0, "netns A: %s", strerror(-nsa));

@@ -32,9 +32,7 @@ TestSuite(release, .fini = teardown, .timeout = 180);
 
 static void start(const struct lf_env_opts *o)
 {
-	int err = lf_env_start(&env, o);
-
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, o);
 }
 
 /* xorshift, per thread */

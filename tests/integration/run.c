@@ -79,9 +79,7 @@ static void run_sh(struct res *r, const char *fmt, ...)
 
 static void start(void)
 {
-	int err = lf_env_start(&env, NULL);
-
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, NULL);
 	snprintf(tmp, sizeof(tmp), "/tmp/lfrun-%d", (int)getpid());
 	cr_assert(lf_sh("mkdir -p %s", tmp) == 0);
 }

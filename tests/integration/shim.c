@@ -523,9 +523,9 @@ TestSuite(shim, .init = setup, .fini = teardown, .timeout = 120);
 static void start_env(void)
 {
 	char reply[512];
-	int err = lf_env_start(&env, NULL);
+	int err;
 
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, NULL);
 	err = lf_env_ctl(&env, "filter-policy ignore", reply, sizeof(reply));
 	cr_assert(err == 0, "filter-policy ignore: %s %s", strerror(-err),
 		  reply);
@@ -667,11 +667,9 @@ static void expect_no_daemon(const struct probe *errs, const struct probe *pair)
 Test(shim, ioctl_no_daemon_outside_cgroup)
 {
 	struct lf_env_opts opts = { .no_enter = 1 };
-	int err;
 
 	/* A daemon runs, but for another cgroup than the probe's. */
-	err = lf_env_start(&env, &opts);
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, &opts);
 	assert_outside();
 	probe_run(&pr[0], P_SHIM, 20000, "errors");
 	probe_run(&pr[1], P_SHIM, 20000, "pair", "ioctl", "4");

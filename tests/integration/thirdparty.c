@@ -137,9 +137,7 @@ TestSuite(thirdparty, .fini = teardown, .timeout = 900);
 
 static void path_in(char *buf, size_t size, const char *name)
 {
-	int n = snprintf(buf, size, "%s/%s", tmp, name);
-
-	cr_assert(n > 0 && (size_t)n < size, "path %s/%s too long", tmp, name);
+	lf_fmt(buf, size, "%s/%s", tmp, name);
 }
 
 static void write_file(const char *path, const void *data, size_t len)
@@ -252,29 +250,6 @@ static void assert_same_file(const char *got, const char *want,
 		(unsigned long long)w.hash, off);
 }
 
-/* The last lines of a log, to stderr. */
-static void dump_tail(const char *path)
-{
-	char buf[4096];
-	ssize_t n;
-	off_t size;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	size = lseek(fd, 0, SEEK_END);
-	lseek(fd,
-	      size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0,
-	      SEEK_SET);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	fprintf(stderr, "---- %s (tail) ----\n%s\n---- end ----\n", path, buf);
-}
-
 /* --- processes --- */
 
 /*
@@ -359,7 +334,7 @@ static int proc_wait(struct proc *p, int timeout_ms)
 
 	err = reap(p->pid, &status, timeout_ms);
 	if (err) {
-		dump_tail(p->log);
+		lf_file_dump_tail(p->log);
 		proc_kill(p);
 		cr_assert_fail("%s did not finish within %d ms: %s", p->name,
 			       timeout_ms, strerror(-err));
@@ -379,7 +354,7 @@ static int proc_stop(struct proc *p, int sig)
 	if (wait_exit(p->pid, E2E_STOP_MS)) {
 		fprintf(stderr, "thirdparty: %s ignored signal %d\n", p->name,
 			sig);
-		dump_tail(p->log);
+		lf_file_dump_tail(p->log);
 		proc_kill(p);
 		return -1;
 	}
@@ -409,7 +384,7 @@ static void assert_exit0(struct proc *p, int status)
 
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return;
-	dump_tail(p->log);
+	lf_file_dump_tail(p->log);
 	cr_assert_fail("%s: %s (log %s)", p->name,
 		       status_str(status, b, sizeof(b)), p->log);
 }
@@ -428,9 +403,9 @@ static void run_ok(const char *name, int fast, const char *in, const char *out,
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
 		char b[64];
 
-		dump_tail(plog);
+		lf_file_dump_tail(plog);
 		if (out)
-			dump_tail(out);
+			lf_file_dump_tail(out);
 		cr_assert_fail("%s: %s (log %s)", pname,
 			       status_str(status, b, sizeof(b)), plog);
 	}
@@ -507,14 +482,14 @@ static void wait_port(struct proc *p, int port)
 			char b[64];
 
 			p->pid = 0;
-			dump_tail(p->log);
+			lf_file_dump_tail(p->log);
 			cr_assert_fail(
 				"%s exited before it listened on %d: %s (log %s)",
 				p->name, port, status_str(status, b, sizeof(b)),
 				p->log);
 		}
 		if (lf_now_ms() >= deadline) {
-			dump_tail(p->log);
+			lf_file_dump_tail(p->log);
 			cr_assert_fail(
 				"%s not accepting on 127.0.0.1:%d after %d ms: %s (log %s)",
 				p->name, port, E2E_READY_MS, strerror(-fd),
@@ -804,13 +779,12 @@ static void begin_with(const struct lf_env_opts *opts)
 	p = spawn("e2e-deps", 0, NULL, NULL, ARGV("/bin/sh", deps));
 	status = proc_wait(p, E2E_DEPS_MS);
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		dump_tail(p->log);
+		lf_file_dump_tail(p->log);
 		cr_assert_fail(
 			"%s failed: the programs these tests run are missing (see its output above)",
 			deps);
 	}
-	err = lf_env_start(&env, opts);
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, opts);
 	/*
 	 * These tests are about the programs, not the veto (pairing.c and
 	 * daemon.c test that): a firewall rule on this machine, or another

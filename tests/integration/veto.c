@@ -38,12 +38,11 @@ TestSuite(veto, .fini = teardown, .timeout = 120);
 
 static void start(void)
 {
-	int err, ns = lf_netns_new();
+	int ns = lf_netns_new();
 
 	cr_assert(ns >= 0, "private network namespace: %s", strerror(-ns));
 	close(ns);
-	err = lf_env_start(&env, NULL);
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, NULL);
 }
 
 /* Poll status until veto == want; milliseconds it took, or -1. */
@@ -483,10 +482,9 @@ Test(veto, filter_policy_ignore)
  * another one vetoes nothing here. */
 Test(veto, netfilter_link_elsewhere_is_no_hook)
 {
-	int err, ns;
+	int ns;
 
-	err = lf_env_start(&env, NULL);
-	cr_assert(err == 0, "lf_env_start: %s", strerror(-err));
+	lf_env_start_ok(&env, NULL);
 	if (!kernel_at_least(6, 4)) {
 		cr_assert(nf_add() != 0, "a netfilter link before 6.4");
 		lf_env_finish(&env);

@@ -119,6 +119,29 @@ int lf_file_write(const char *path, const char *text)
 	return err;
 }
 
+void lf_file_dump_tail(const char *path)
+{
+	char buf[4096];
+	ssize_t n;
+	off_t size;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	size = lseek(fd, 0, SEEK_END);
+	lseek(fd,
+	      size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0,
+	      SEEK_SET);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	fprintf(stderr, "---- %s (tail) ----\n%s%s---- end ----\n", path, buf,
+		buf[n - 1] == '\n' ? "" : "\n");
+}
+
 const char *lf_src_dir(void)
 {
 	static char dir[PATH_MAX];

@@ -277,25 +277,7 @@ static void env_unregister(struct lf_env *env)
 
 void lf_env_dump_log(struct lf_env *env)
 {
-	char buf[4096];
-	ssize_t n;
-	off_t size;
-	int fd;
-
-	fd = open(env->log, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	size = lseek(fd, 0, SEEK_END);
-	lseek(fd,
-	      size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0,
-	      SEEK_SET);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	fprintf(stderr, "---- %s (tail) ----\n%s---- end ----\n", env->log,
-		buf);
+	lf_file_dump_tail(env->log);
 }
 
 /* fork + exec with stdout/stderr into env->log; the child stays outside

@@ -174,6 +174,107 @@ int lf_count_leaked_links(char *what, size_t size);
 /* Remove leftovers of test processes that no longer exist. */
 void lf_sweep_stale(void);
 
+/* --- env.c: asserting shortcuts for env's daemon --- */
+
+/* lf_env_start(), or the test fails. */
+void lf_env_start_ok(struct lf_env *env, const struct lf_env_opts *opts);
+/* A control command that must answer OK. Asserts. */
+void lf_env_ctl_ok(struct lf_env *env, const char *cmd);
+/* The `status` mode into mode. Asserts. */
+void lf_env_mode(struct lf_env *env, char *mode, size_t size);
+/* Poll `status` until the mode is want; the ms it took, or -1. Asserts. */
+int lf_env_mode_wait(struct lf_env *env, const char *want, int timeout_ms);
+/* Size of the daemon's log (0 when there is none). */
+off_t lf_env_log_size(struct lf_env *env);
+/* Poll the daemon's log from off until it holds needle: 1, or 0 in time. */
+int lf_env_log_wait(struct lf_env *env, off_t off, const char *needle,
+		    int timeout_ms);
+/*
+ * The test process's config file, /tmp/lftest-<pid>-cfg.conf: its path,
+ * (over)written with text (asserts; returns the path), removed.
+ */
+const char *lf_conf_path(void);
+const char *lf_conf_write(const char *text);
+void lf_conf_remove(void);
+/*
+ * Nothing of a finished test process anywhere (lf_leftovers_dead()) and
+ * no loopfast link on a gone or finished test's cgroup. Asserts.
+ */
+void lf_assert_nothing_left(void);
+
+/*
+ * --- ctlsock.c: raw clients of env's control socket (asserting), and
+ * the daemon's fds ---
+ */
+
+/* A connected client; connect() and sends bounded by 3 s. */
+int lf_ctl_client(struct lf_env *env);
+/* All of buf (MSG_NOSIGNAL). */
+void lf_ctl_send(int fd, const void *buf, size_t len);
+/* The last complete line of buf: 1 "OK", -1 "FAIL ...", 0 neither. */
+int lf_ctl_final(const char *buf, size_t len);
+/*
+ * Read into buf (NUL-terminated) until a reply's last line (want_eof 0)
+ * or EOF (want_eof 1). Bytes read, -ETIMEDOUT, or -errno (ECONNRESET
+ * when the daemon reset the connection). *fin: lf_ctl_final() of it.
+ * Never asserts.
+ */
+ssize_t lf_ctl_read(int fd, char *buf, size_t size, int timeout_ms,
+		    int want_eof, int *fin);
+/* The daemon's open fds. */
+int lf_env_fds(struct lf_env *env);
+/*
+ * Its fds at rest, after one command of each kind: the lowest of a few
+ * samples (a filter-hook scan opens some for a moment).
+ */
+int lf_env_fds_base(struct lf_env *env);
+/* Poll until the daemon has at most (dir < 0) / at least want fds. */
+int lf_env_fds_wait(struct lf_env *env, int want, int dir, int timeout_ms);
+/* After an abuse: `status` answers OK and the fds are back to base. */
+void lf_env_assert_recovered(struct lf_env *env, int base, const char *after);
+/* `status` from another client answers OK within max_ms; its reply. */
+void lf_env_assert_served(struct lf_env *env, int max_ms, const char *while_,
+			  char *reply, size_t size);
+
+/* --- exec.c: a program run to its end, its output captured --- */
+
+#define LF_NOBODY 65534
+
+struct lf_out {
+	int code; /* exit status, or 128 + signal */
+	size_t nout, nerr;
+	char what[512]; /* the command line, for messages */
+	char out[65536], err[65536];
+};
+
+/*
+ * Run argv (argv[0] an absolute path) as uid (0: as we are) with input
+ * (may be NULL) on its stdin, capturing stdout and stderr, for timeout_ms
+ * at most. Asserts that it ran and ended in time.
+ */
+void lf_run_as(struct lf_out *o, uid_t uid, const char *input, int timeout_ms,
+	       char *const argv[]);
+/*
+ * loopfastctl [--socket sock] ARGS..., NULL-terminated, as uid, within
+ * 10 s; its result, in a struct the next call overwrites. Another uid
+ * runs a copy in /tmp/lfctl-<pid>, which lf_cli_remove() removes.
+ */
+struct lf_out *lf_cli(uid_t uid, const char *sock, ...);
+void lf_cli_remove(void);
+
+#define lf_assert_exit(o, want)                                             \
+	cr_assert((o)->code == (want),                                      \
+		  "'%s': exit %d, want %d\n--- stdout:\n%s--- stderr:\n%s", \
+		  (o)->what, (o)->code, (want), (o)->out, (o)->err)
+
+/*
+ * --- json.c: text is one JSON object (array), checked by python3's json
+ * module when there is one, by a minimal strict parser otherwise; check
+ * (may be NULL for an object) is python run on it as d. Asserts. ---
+ */
+void lf_assert_json(const char *text, const char *check, const char *what);
+void lf_assert_json_list(const char *text, const char *check, const char *what);
+
 /* --- sockets (asserting unless said otherwise) --- */
 
 /* Mark where the next asserting helper was called from (see macros). */
@@ -250,6 +351,8 @@ char *lf_file_read(const char *path);
 /* The same, failing the test when it cannot be read. */
 char *lf_file_read_ok(const char *path);
 int lf_file_write(const char *path, const char *text);
+/* The last 4 KiB of a file (a log) to stderr, between two marker lines. */
+void lf_file_dump_tail(const char *path);
 /* The source tree (the build dir's parent), and a path in it. */
 const char *lf_src_dir(void);
 const char *lf_src_path(const char *rel);
