@@ -222,6 +222,18 @@ check-kernels: deps
 	$(Q)$(MAKE) --no-print-directory tests
 	$(Q)scripts/vm/check-kernels.sh $(O)
 
+# The Debian package's unit under real systemd (Debian 12's 252 as PID 1)
+# in a qemu VM of Debian 12's own kernel: install, start through READY=1,
+# pair, reload, restart and stop with a live fast connection, the unit's
+# systemd-analyze security score, remove, purge (scripts/vm/systemd-test.sh).
+.PHONY: check-systemd
+check-systemd: deps
+	$(Q)scripts/vm-deps.sh
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/deb.sh $(O)
+	$(Q)VM_TEST=systemd KERNELS=$${KERNELS:-linux-image-amd64} \
+		scripts/vm/check-kernels.sh $(O)
+
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/demo.sh $(O)

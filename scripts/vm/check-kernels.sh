@@ -20,6 +20,13 @@
 #			Default: it-data it-detour it-release it-shim
 #			it-integrity, it-veto, and
 #			torture when BUILD_DIR/tests/torture exists.
+#	VM_TEST		suites (the default): run VM_SUITES on the host's
+#			user space with a shell script as init. systemd: boot
+#			systemd (the host's, Debian 12's 252) as PID 1 and test
+#			the Debian package's unit under it
+#			(scripts/vm/systemd-test.sh): BUILD_DIR/deb must hold
+#			the packages (`make deb`), BUILD_DIR/examples/lfpair
+#			the example; VM_SUITES is not used.
 #	VM_TIMEOUT	seconds one VM may take, boot to power off (900).
 #	VM_ENV		NAME=VALUE words exported to the tests in the VM.
 #	KERNEL_DIR	where the packages are downloaded and unpacked
@@ -220,6 +227,8 @@ write_job()
 		printf 'LFVM_SUITES=%q\n' "$SUITES"
 		printf 'LFVM_MODULES=%q\n' "$modules"
 		printf 'LFVM_RESULT=%q\n' "$result"
+		printf 'LFVM_TEST=%q\n' "$VM_TEST"
+		printf 'LFVM_BUILD=%q\n' "$BUILD"
 		for kv in ${VM_ENV:-}; do
 			[[ $kv == [A-Za-z_]*=* ]] ||
 				die "VM_ENV: '$kv' is not NAME=VALUE"
@@ -274,7 +283,7 @@ check_kernel()
 	build_initramfs "$kdir" "$kver" "$vmdir/initrd.cpio"
 	write_job "$vmdir/job" "$kver" "$kdir/lib/modules/$kver" "$result"
 
-	note "==== $pkg $ver: booting (timeout ${VM_TIMEOUT} s), suites: $SUITES"
+	note "==== $pkg $ver: booting (timeout ${VM_TIMEOUT} s), $(job_words)"
 	start=$SECONDS
 	boot_vm "$kdir/boot/vmlinuz-$kver" "$vmdir/initrd.cpio" "$vmdir/job" \
 		"$vmdir/console.log"
@@ -284,6 +293,8 @@ check_kernel()
 		total_passed=$((total_passed + p))
 		total_failed=$((total_failed + f))
 		line+=" $p passed, $f failed (boot $boot s, suites $run s, VM $((SECONDS - start)) s)"
+		f=$(grep -a -m 1 'lfvm: exposure: ' "$vmdir/console.log" | tr -d '\r')
+		[[ -n $f ]] && line+="; systemd-analyze security: ${f#*lfvm: exposure: }"
 	else
 		total_failed=$((total_failed + 1))
 		if ((rc == 124)); then
@@ -298,11 +309,45 @@ check_kernel()
 	summary+=("$line")
 }
 
+# What a VM runs, for the log.
+job_words()
+{
+	if [[ $VM_TEST == systemd ]]; then
+		echo "systemd as init, the package's unit (scripts/vm/systemd-test.sh)"
+	else
+		echo "suites: $SUITES"
+	fi
+}
+
+# The packages and the example the systemd test installs and runs.
+need_systemd_files()
+{
+	local f
+
+	for f in "$BUILD"/deb/loopfast_*.deb; do
+		[[ -f $f ]] && break
+		die "no $BUILD/deb/loopfast_*.deb: build the packages first (make O=$BUILD deb)"
+	done
+	[[ -x $BUILD/examples/lfpair ]] ||
+		die "no $BUILD/examples/lfpair: build it first (make O=$BUILD all)"
+	[[ -x /lib/systemd/systemd ]] ||
+		die "no /lib/systemd/systemd on the host: apt-get install systemd"
+}
+
 # VM_SUITES, or the default list (torture only when it was built).
 choose_suites()
 {
 	local s list
 
+	SUITES=
+	case $VM_TEST in
+	suites) ;;
+	systemd)
+		need_systemd_files
+		return 0
+		;;
+	*) die "VM_TEST must be suites or systemd, not '$VM_TEST'" ;;
+	esac
 	if [[ -n ${VM_SUITES:-} ]]; then
 		SUITES=${VM_SUITES//,/ }
 	else
@@ -325,6 +370,7 @@ main()
 	(($# == 1)) && [[ -d $1 ]] || usage
 	BUILD=$(cd "$1" && pwd -P) || die "cannot enter $1"
 	VM_TIMEOUT=${VM_TIMEOUT:-900}
+	VM_TEST=${VM_TEST:-suites}
 	[[ $VM_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "VM_TIMEOUT must be seconds, not '$VM_TIMEOUT'"
 	KERNEL_DIR=${KERNEL_DIR:-$BUILD/kernels}
 	mkdir -p "$KERNEL_DIR" && KERNEL_DIR=$(cd "$KERNEL_DIR" && pwd -P) ||

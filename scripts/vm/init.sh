@@ -18,6 +18,10 @@
 #	LFVM_SUITES	test binaries of BUILD/tests, comma separated
 #	LFVM_MODULES	the kernel package's lib/modules/VERSION (host path)
 #	LFVM_RESULT	where to write the result (in the build directory)
+#	LFVM_TEST	suites, or systemd: then this script does not run
+#			the suites but execs systemd as PID 1 with a target
+#			of its own that runs scripts/vm/systemd-test.sh
+#	LFVM_BUILD	the build directory (host path)
 # and exports the extra environment the tests get (VM_ENV on the host).
 # The result file holds one line: `PASSED FAILED BOOT_S SUITES_S`.
 # If this script dies, the kernel panics (PID 1 exited) and, with panic=1
@@ -80,10 +84,10 @@ scratch_tmpfs()
 	mount -t tmpfs -o mode="$2" tmpfs "$1"
 }
 
-# The file systems a booted system has and the tests use.
+# The file systems a booted system has and the tests use (proc is
+# mounted already).
 mount_system()
 {
-	mount -t proc proc /proc || die "mount proc"
 	mount -t sysfs sysfs /sys || die "mount sysfs"
 	mount -t devtmpfs devtmpfs /dev || die "mount devtmpfs"
 	# devtmpfs has no /dev/fd (bash's <(...) needs it) nor std* links.
@@ -167,18 +171,83 @@ run_suites()
 	fi
 }
 
+# The units of the systemd test, written into the overlay's /etc (a tmpfs:
+# nothing reaches the host). lfvm.target pulls in only sysinit.target and
+# the test: none of the host's enabled services, timers or gettys start.
+# The test powers the VM off when it ends, passed or failed.
+write_systemd_units()
+{
+	local job=$1 dir=/etc/systemd/system
+
+	mkdir -p "$dir" || die "mkdir $dir"
+	cat >"$dir/lfvm.target" <<-EOF || die "write $dir/lfvm.target"
+		[Unit]
+		Description=loopfast VM: the unit test under systemd
+		Requires=sysinit.target lfvm-test.service
+		After=sysinit.target lfvm-test.service
+		AllowIsolate=yes
+	EOF
+	cat >"$dir/lfvm-test.service" <<-EOF || die "write $dir/lfvm-test.service"
+		[Unit]
+		Description=loopfast VM: install the package, start, reload, restart, stop
+		After=sysinit.target
+		SuccessAction=poweroff-force
+		FailureAction=poweroff-force
+
+		[Service]
+		Type=oneshot
+		ExecStart=/bin/bash $REPO/scripts/vm/systemd-test.sh $job
+		StandardOutput=journal+console
+		StandardError=journal+console
+		TimeoutStartSec=infinity
+	EOF
+	# A policy-rc.d that forbids starting services (container images of
+	# Debian ship one) is the host's business, not this VM's: the
+	# package's own maintainer scripts must start the unit here.
+	rm -f /usr/sbin/policy-rc.d
+	# Nor is the marker of a host that is itself a container: with it
+	# systemd takes the VM for one and skips what it does on a machine,
+	# mounting bpffs on /sys/fs/bpf among them.
+	rm -f /.dockerenv
+	# A machine id of its own: the host's is not this VM's.
+	tr -d - </proc/sys/kernel/random/uuid >/etc/machine-id ||
+		die "write /etc/machine-id"
+}
+
+# Hand PID 1 to systemd (Debian 12's, from the host's root).
+exec_systemd()
+{
+	local job=$1
+
+	[[ -x /lib/systemd/systemd ]] || die "no /lib/systemd/systemd on the host's root"
+	write_systemd_units "$job"
+	# The host's /tmp is no business of this VM: systemd-tmpfiles would
+	# empty it at boot, one overlay whiteout per file. (systemd mounts
+	# /run itself.)
+	scratch_tmpfs /tmp 1777 || die "mount a tmpfs on /tmp"
+	say "$LFVM_KERNEL: starting systemd as PID 1 (lfvm.target)"
+	umount /proc
+	exec /lib/systemd/systemd --unit=lfvm.target --show-status=yes \
+		--log-target=console --log-level=info
+}
+
 main()
 {
 	local build job
 
-	mount_system
-	build=$(cmdline_arg build)
+	mount -t proc proc /proc || die "mount proc"
 	job=$(cmdline_arg job)
 	[[ -f $job ]] || die "no job file '$job' (lfvm.job= on the kernel command line)"
 	# shellcheck source=/dev/null
 	. "$job"
 	REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd) ||
 		die "cannot find the source tree"
+	if [[ ${LFVM_TEST:-suites} == systemd ]]; then
+		bind_modules
+		exec_systemd "$job"
+	fi
+	mount_system
+	build=$(cmdline_arg build)
 	bind_modules
 	hostname lfvm 2>/dev/null
 	ip link set lo up || die "ip link set lo up"

@@ -310,13 +310,14 @@ Test(cli, stats_prometheus)
 				 "# TYPE loopfast_live_connections gauge\n") &&
 			  strstr(o->out, "\nloopfast_build_info{version="),
 		  "stats --prometheus:\n%s", o->out);
-	o = lf_cli(0, env.sock, "stats", "--prometheus", "--json", NULL);
-	lf_assert_exit(o, 2);
 	if (!lf_sh("command -v promtool >/dev/null 2>&1")) {
+		/* prom_check() cut text into lines: the page once more */
 		snprintf(text, sizeof(text), "%s", o->out);
 		lf_run_as(&promtool, 0, text, RUN_MS, argv);
 		lf_assert_exit(&promtool, 0);
 	}
+	o = lf_cli(0, env.sock, "stats", "--prometheus", "--json", NULL);
+	lf_assert_exit(o, 2);
 	lf_env_finish(&env);
 }
 
