@@ -145,29 +145,54 @@ static __always_inline int sockopt_fail(int err)
 	return 0;
 }
 
+/*
+ * The option's int value into *v: 0, or 1 when there is none (the kernel
+ * hands at least 16 bytes: optlen tells the real size).
+ */
+static __always_inline int sockopt_int(struct bpf_sockopt *ctx, int *v)
+{
+	int *val = ctx->optval;
+
+	if (ctx->optlen < (int)sizeof(int) ||
+	    (void *)(val + 1) > ctx->optval_end)
+		return 1;
+	*v = *val;
+	return 0;
+}
+
+/*
+ * Set (on) or clear flag in sk's lf_sk; its storage is made only to set
+ * one. Returns the lf_sk, or NULL when it has none.
+ */
+static __always_inline struct lf_sk *sk_flag_put(struct bpf_sock *sk,
+						 __u32 flag, int on)
+{
+	struct lf_sk *s;
+
+	s = bpf_sk_storage_get(&lf_sk_store, sk, 0,
+			       on ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!s)
+		return NULL;
+	if (on)
+		s->flags |= flag;
+	else
+		s->flags &= ~flag;
+	return s;
+}
+
 /* SO_RCVLOWAT > 1 sends the direction into this socket onto the detour. */
 static __always_inline int sockopt_rcvlowat(struct bpf_sockopt *ctx)
 {
 	struct bpf_sock *sk = ctx->sk;
 	struct lf_conn *c;
 	struct lf_sk *s;
-	int *val = ctx->optval;
-	int lowat;
+	int v, lowat;
 
-	/* The kernel hands at least 16 bytes: optlen tells the real size. */
-	if (!sk || ctx->optlen < (int)sizeof(int) ||
-	    (void *)(val + 1) > ctx->optval_end)
+	if (!sk || sockopt_int(ctx, &v))
 		return 1;
-	lowat = *val > 1;
-	s = bpf_sk_storage_get(&lf_sk_store, sk, 0,
-			       lowat ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-	if (!s)
-		return 1;
-	if (lowat)
-		s->flags |= LF_SK_LOWAT;
-	else
-		s->flags &= ~LF_SK_LOWAT;
-	if (!(s->flags & LF_SK_CONN))
+	lowat = v > 1;
+	s = sk_flag_put(sk, LF_SK_LOWAT, lowat);
+	if (!s || !(s->flags & LF_SK_CONN))
 		return 1;
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
 	if (c)
@@ -183,23 +208,10 @@ static __always_inline int sockopt_rcvlowat(struct bpf_sockopt *ctx)
  */
 static __always_inline int sockopt_timestamping(struct bpf_sockopt *ctx)
 {
-	struct bpf_sock *sk = ctx->sk;
-	int *val = ctx->optval;
-	struct lf_sk *s;
-	int tx;
+	int v;
 
-	if (!sk || ctx->optlen < (int)sizeof(int) ||
-	    (void *)(val + 1) > ctx->optval_end)
-		return 1;
-	tx = !!(*val & LF_SOF_TX_ANY);
-	s = bpf_sk_storage_get(&lf_sk_store, sk, 0,
-			       tx ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-	if (!s)
-		return 1;
-	if (tx)
-		s->flags |= LF_SK_TXTS;
-	else
-		s->flags &= ~LF_SK_TXTS;
+	if (ctx->sk && !sockopt_int(ctx, &v))
+		sk_flag_put(ctx->sk, LF_SK_TXTS, !!(v & LF_SOF_TX_ANY));
 	return 1;
 }
 

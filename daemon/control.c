@@ -126,60 +126,16 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 	return 0;
 }
 
-#define CONNS_CHUNK 256
-
-/*
- * One batch of lf_conns from the cursor (*started 0: from the start).
- * Entries into keys/vals, their number into *count; 1 after the last
- * batch, 0 before it, or -errno.
- */
-static int conns_batch(struct lf_dp *dp, __u32 *cursor, int *started,
-		       struct lf_key *keys, struct lf_conn *vals, __u32 *count)
-{
-	LIBBPF_OPTS(bpf_map_batch_opts, o);
-	__u32 out;
-	int err;
-
-	*count = CONNS_CHUNK;
-	err = bpf_map_lookup_batch(dp->conns_fd, *started ? cursor : NULL, &out,
-				   keys, vals, count, &o);
-	if (err && errno != ENOENT)
-		return -errno;
-	*cursor = out;
-	*started = 1;
-	return err ? 1 : 0;
-}
-
-static struct lf_key batch_keys[CONNS_CHUNK];
-static struct lf_conn batch_vals[CONNS_CHUNK];
-
-/* Live connection slots: counted at most once a second (a map walk). */
-static long count_conns(struct lf_dp *dp)
-{
-	static __u64 when;
-	static long n;
-	__u32 cursor = 0, count;
-	int started = 0, err;
-
-	if (when && now_ns() - when < 1000000000ULL)
-		return n;
-	n = 0;
-	do {
-		err = conns_batch(dp, &cursor, &started, batch_keys, batch_vals,
-				  &count);
-		if (err >= 0)
-			n += count;
-	} while (!err);
-	when = now_ns();
-	return n;
-}
+/* One conns chunk at a time, for whichever client is served. */
+static struct lf_key batch_keys[LF_DP_CONNS_CHUNK];
+static struct lf_conn batch_vals[LF_DP_CONNS_CHUNK];
 
 int lf_ctl_stats(struct lf_daemon *d, __u64 v[LF_ST_MAX], long *live)
 {
 	int err = lf_dp_stats_read(&d->dp, v);
 
 	if (!err)
-		*live = count_conns(&d->dp);
+		*live = lf_dp_conns_live(&d->dp);
 	return err;
 }
 
@@ -542,8 +498,7 @@ struct lf_client {
 	int streaming; /* a conns answer is being written */
 	__u64 stream_ns; /* when it was asked for */
 	int owners_wait; /* it waits for the owners scan it started */
-	int batch_started;
-	__u32 batch; /* its lf_conns cursor */
+	struct lf_dp_cursor batch; /* its walk over lf_conns */
 };
 
 #define CLIENT_IDLE_NS (10ULL * 1000000000ULL)
@@ -657,7 +612,7 @@ static int client_line(char *line, void *ctx)
 	free(r.buf);
 	if (!err && r.stream) {
 		lc->c->streaming = 1;
-		lc->c->batch_started = 0;
+		lc->c->batch.started = 0;
 		lc->c->stream_ns = now_ns();
 		lc->c->owners_wait = r.owners_wait;
 	}
@@ -704,8 +659,8 @@ static int conns_chunk(struct lf_daemon *d, struct lf_client *c)
 	__u32 count, i;
 	int last, err;
 
-	last = conns_batch(&d->dp, &c->batch, &c->batch_started, batch_keys,
-			   batch_vals, &count);
+	last = lf_dp_conns_next(&d->dp, &c->batch, batch_keys, batch_vals,
+				&count);
 	if (last < 0) {
 		reply_add(&r, "FAIL conns: %s\n", strerror(-last));
 		count = 0;
@@ -735,7 +690,7 @@ static int conns_chunk(struct lf_daemon *d, struct lf_client *c)
  */
 static int stream_waits(const struct lf_client *c)
 {
-	return c->streaming && c->owners_wait && !c->batch_started &&
+	return c->streaming && c->owners_wait && !c->batch.started &&
 	       now_ns() - c->stream_ns < OWNERS_WAIT_NS && lf_owners_scanning();
 }
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -551,6 +552,59 @@ int lf_dp_stats_read(struct lf_dp *dp, __u64 out[LF_ST_MAX])
 			out[i] += vals[c];
 	}
 	return 0;
+}
+
+/*
+ * The next batch of lf_conns entries of the walk at cur: up to
+ * LF_DP_CONNS_CHUNK into keys/vals, their number into *count. Returns 1
+ * when it was the last batch, 0 before it, or -errno.
+ */
+int lf_dp_conns_next(struct lf_dp *dp, struct lf_dp_cursor *cur,
+		     struct lf_key *keys, struct lf_conn *vals, __u32 *count)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, o);
+	__u32 out;
+	int err;
+
+	*count = LF_DP_CONNS_CHUNK;
+	err = bpf_map_lookup_batch(dp->conns_fd,
+				   cur->started ? &cur->pos : NULL, &out, keys,
+				   vals, count, &o);
+	if (err && errno != ENOENT)
+		return -errno;
+	cur->pos = out;
+	cur->started = 1;
+	return err ? 1 : 0;
+}
+
+static __u64 mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* Live connection slots: a map walk, made at most once a second. */
+long lf_dp_conns_live(struct lf_dp *dp)
+{
+	static struct lf_key keys[LF_DP_CONNS_CHUNK];
+	static struct lf_conn vals[LF_DP_CONNS_CHUNK];
+	struct lf_dp_cursor cur = { 0 };
+	__u32 count;
+	long n = 0;
+	int err;
+
+	if (dp->conns_live_ns && mono_ns() - dp->conns_live_ns < 1000000000ULL)
+		return dp->conns_live;
+	do {
+		err = lf_dp_conns_next(dp, &cur, keys, vals, &count);
+		if (err >= 0)
+			n += count;
+	} while (!err);
+	dp->conns_live = n;
+	dp->conns_live_ns = mono_ns();
+	return n;
 }
 
 static void unpin_link(const char *path)

@@ -70,7 +70,18 @@ struct lf_dp {
 	struct bpf_program *recv_prog; /* the read counter this kernel got */
 	struct bpf_link *links[LF_DP_LINKS]; /* as link_pins in dp.c */
 	__u32 sockhash_size;
+	long conns_live; /* lf_dp_conns_live's last count */
+	__u64 conns_live_ns; /* and when it was made (CLOCK_MONOTONIC) */
 };
+
+/* Where a walk over the lf_conns map stands (lf_dp_conns_next). */
+struct lf_dp_cursor {
+	__u32 pos;
+	int started; /* 0: the walk starts at the first entry */
+};
+
+/* At most this many entries come out of one lf_dp_conns_next. */
+#define LF_DP_CONNS_CHUNK 256
 
 /* sys.c */
 int lf_cgroup2_root(char *buf, size_t size);
@@ -104,6 +115,9 @@ int lf_dp_cg_mode_write(struct lf_dp *dp, const uint64_t *ids,
 			const __u32 *modes, int n);
 int lf_dp_config_write(struct lf_dp *dp, const struct lf_config *cfg);
 int lf_dp_stats_read(struct lf_dp *dp, __u64 out[LF_ST_MAX]);
+int lf_dp_conns_next(struct lf_dp *dp, struct lf_dp_cursor *cur,
+		     struct lf_key *keys, struct lf_conn *vals, __u32 *count);
+long lf_dp_conns_live(struct lf_dp *dp);
 int lf_dp_unload(const char *pin_dir);
 
 /* cgmode.c: modes of their own for cgroups below the served one */

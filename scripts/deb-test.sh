@@ -18,21 +18,12 @@ set -uo pipefail
 ME=deb-test.sh
 BUILD=${1:?usage: deb-test.sh BUILD_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
-SRC=$(cd "$HERE/.." && pwd)
+# shellcheck source=scripts/checks.sh
+. "$HERE/checks.sh"
 SUITE=${DEB_TEST_SUITE:-bookworm}
 MIRROR=${DEB_TEST_MIRROR:-http://deb.debian.org/debian}
 
 ROOT="" CG="" PIN="" DPID="" SOCK=/run/lfdebtest.sock
-passed=0 failed=0
-
-say() { echo "$ME: $*"; }
-ok() { passed=$((passed + 1)); say "ok   $*"; }
-bad() { failed=$((failed + 1)); say "FAIL $*"; }
-check() { # check WHAT CMD...
-	local what=$1
-	shift
-	if "$@"; then ok "$what"; else bad "$what"; fi
-}
 
 cleanup() {
 	if [[ -n $DPID ]]; then
@@ -55,11 +46,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-die() {
-	say "$*" >&2
-	echo "$passed passed, $((failed + 1)) failed"
-	exit 1
-}
 
 in_root() { chroot "$ROOT" "$@"; }
 
@@ -103,10 +89,10 @@ install_debs() {
 
 	cp "$BUILD"/deb/loopfast_*.deb "$BUILD"/deb/libloopfast-dev_*.deb \
 		"$ROOT/tmp/" || die "copy the packages"
-	debs=$(cd "$ROOT/tmp" && ls loopfast_*.deb libloopfast-dev_*.deb)
+	debs=$(cd "$ROOT/tmp" && echo loopfast_*.deb libloopfast-dev_*.deb)
 	# shellcheck disable=SC2086
 	check "dpkg -i$(printf ' %s' $debs)" \
-		in_root sh -c "cd /tmp && dpkg -i $(echo $debs)"
+		in_root sh -c "cd /tmp && dpkg -i $debs"
 	check "installed: daemon, CLI, shim, unit, conffile, man pages, completion, header, pkg-config" \
 		test -x "$ROOT/usr/sbin/loopfastd" -a -x "$ROOT/usr/bin/loopfastctl" \
 		-a -f "$ROOT/usr/lib/x86_64-linux-gnu/loopfast/libloopfast.so" \
@@ -177,8 +163,7 @@ main() {
 	install_debs
 	run_daemon
 	remove_purge
-	echo "$passed passed, $failed failed"
-	((failed == 0))
+	checks_summary
 }
 
 main

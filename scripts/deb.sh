@@ -16,33 +16,15 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/.." && pwd)
 TOOLS="debhelper dpkg-dev fakeroot lintian mmdebstrap"
 
+# shellcheck source=scripts/checks.sh
+. "$HERE/checks.sh"
+
+# It counts no checks: its own die.
 die() {
 	echo "$ME: $*" >&2
 	exit 1
 }
 
-# apt-get install, with one `apt-get update` first when the lists are stale.
-apt_install() {
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||
-		{ apt-get update -q >/dev/null &&
-			apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
-}
-
-tools_install() {
-	local missing="" p
-
-	for p in $TOOLS; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
-			grep -q "ok installed" || missing="$missing $p"
-	done
-	[[ -z $missing ]] && return 0
-	((EUID == 0)) ||
-		die "missing:$missing; run as root or: sudo apt-get install$missing"
-	echo "$ME: installing$missing"
-	# shellcheck disable=SC2086
-	apt_install $missing || die "apt-get install$missing failed"
-}
 
 # The tracked files (a git checkout), else the tree without build output.
 tree_copy() {
@@ -62,7 +44,8 @@ tree_copy() {
 main() {
 	local version out src log
 
-	tools_install
+	# shellcheck disable=SC2086
+	tools_install $TOOLS
 	"$SRC/scripts/deps.sh"
 	version=$(dpkg-parsechangelog -l "$SRC/debian/changelog" -S Version)
 	out=$(mkdir -p "$BUILD/deb" && cd "$BUILD/deb" && pwd)

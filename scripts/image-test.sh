@@ -29,6 +29,8 @@ ME=image-test.sh
 BUILD=${1:?usage: image-test.sh BUILD_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/.." && pwd)
+# shellcheck source=scripts/checks.sh
+. "$HERE/checks.sh"
 CAPS="CAP_BPF CAP_NET_ADMIN CAP_PERFMON"
 
 IMAGE=localhost/loopfast-test:$$
@@ -36,16 +38,7 @@ BASE_IMAGE=localhost/loopfast-test-base:$$
 NAME=lfimgtest-$$
 TMP="" CG2="" CG="" PIN="" PORT="" NFT="" SECCOMP=""
 RUNTIME=() # podman options that make a container start here
-passed=0 failed=0
 
-say() { echo "$ME: $*"; }
-ok() { passed=$((passed + 1)); say "ok   $*"; }
-bad() { failed=$((failed + 1)); say "FAIL $*"; }
-check() { # check WHAT CMD...
-	local what=$1
-	shift
-	if "$@"; then ok "$what"; else bad "$what"; fi
-}
 
 ctr_rm() { podman rm -f -t 2 "$@" >/dev/null 2>&1; }
 
@@ -71,11 +64,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-die() {
-	say "$*" >&2
-	echo "$passed passed, $((failed + 1)) failed"
-	exit 1
-}
 
 cgroup2_root() {
 	awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts
@@ -332,8 +320,7 @@ main() {
 	caps_needed
 	check "the host's nftables ruleset is as it was" \
 		test "$(nft list ruleset 2>&1)" = "$NFT"
-	echo "$passed passed, $failed failed"
-	((failed == 0))
+	checks_summary
 }
 
 main

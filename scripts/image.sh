@@ -38,34 +38,15 @@ MIRROR=${IMAGE_MIRROR:-http://deb.debian.org/debian}
 BASE_PKGS=libbpf1
 TOOLS="podman mmdebstrap"
 
-say() { echo "$ME: $*"; }
+# shellcheck source=scripts/checks.sh
+. "$HERE/checks.sh"
+
+# It counts no checks: its own die.
 die() {
 	echo "$ME: $*" >&2
 	exit 1
 }
 
-# apt-get install, with one `apt-get update` first when the lists are stale.
-apt_install() {
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||
-		{ apt-get update -q >/dev/null &&
-			apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
-}
-
-tools_install() {
-	local missing="" p
-
-	for p in $TOOLS; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
-			grep -q "ok installed" || missing="$missing $p"
-	done
-	[[ -z $missing ]] && return 0
-	((EUID == 0)) ||
-		die "missing:$missing; run as root or: sudo apt-get install$missing"
-	say "installing$missing"
-	# shellcheck disable=SC2086
-	apt_install $missing || die "apt-get install$missing failed"
-}
 
 # BUILD/image/base.tar: made once per suite, mirror and package list.
 # Documentation is left out (dpkg path-exclude), as in debian:*-slim.
@@ -126,7 +107,8 @@ stage() {
 main() {
 	local dir
 
-	tools_install
+	# shellcheck disable=SC2086
+	tools_install $TOOLS
 	[[ -x $BUILD/loopfastd && -x $BUILD/loopfastctl && -f $BUILD/libloopfast.so ]] ||
 		die "no binaries in $BUILD: make O=$BUILD all"
 	dir=$(mkdir -p "$BUILD/image/ctx" && cd "$BUILD/image" && pwd)

@@ -24,28 +24,14 @@ K8S_MODELS=kubernetes-models@4.5.1
 K8S_VERSION=1.33
 JS_YAML=js-yaml@4.1.0
 
-passed=0 failed=0
+# shellcheck source=scripts/checks.sh
+. "$HERE/checks.sh"
 
-say() { echo "$ME: $*"; }
-ok() { passed=$((passed + 1)); say "ok   $*"; }
-bad() { failed=$((failed + 1)); say "FAIL $*"; }
-
-die() {
-	say "$*" >&2
-	echo "$passed passed, $((failed + 1)) failed"
-	exit 1
-}
-
+# Node.js from Debian, unless one is on PATH already (it need not be
+# Debian's).
 node_install() {
 	command -v node >/dev/null && command -v npm >/dev/null && return 0
-	((EUID == 0)) ||
-		die "node and npm are missing: sudo apt-get install nodejs npm"
-	say "installing nodejs npm"
-	export DEBIAN_FRONTEND=noninteractive
-	{ apt-get install -y -q --no-install-recommends nodejs npm >/dev/null 2>&1 ||
-		{ apt-get update -q >/dev/null &&
-			apt-get install -y -q --no-install-recommends nodejs npm >/dev/null; }; } ||
-		die "apt-get install nodejs npm failed"
+	tools_install nodejs npm
 }
 
 # BUILD/k8s-validate/node_modules, installed once per set of versions.
@@ -88,8 +74,7 @@ main() {
 	done <<<"$out"
 	grep -q '^ok   rejected:' <<<"$out" ||
 		bad "no broken copy was tried"
-	echo "$passed passed, $failed failed"
-	((failed == 0))
+	checks_summary
 }
 
 main

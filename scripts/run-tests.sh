@@ -25,7 +25,7 @@
 # --only NAMES (comma or space separated) runs just those Criterion binaries
 # of BUILD_DIR/tests, in that order (`it-data`, `unit-filter`, ...; the name
 # `it-shim-asan` is the ASan+UBSan run of it-shim, `torture` the torture
-# test run as below, `image` and `k8s` the deployment tests), then the
+# test run as below, `deb`, `image` and `k8s` the deployment tests), then the
 # leak check. A name with no binary counts as a failure.
 set -u
 
@@ -347,63 +347,47 @@ run_all()
 	run_k8s "$build"
 }
 
-# The Debian packages installed, run, removed and purged in a fresh Debian
-# 12 root (scripts/deb-test.sh; root, and Debian's mirror). DEB_TEST=0
-# skips it (`make check` on a machine that cannot reach the mirror).
-run_deb()
+# A script that checks a whole deliverable and prints "N passed, N failed"
+# last: run_check BUILD NAME SWITCH WHY SCRIPT. SWITCH=0 in the
+# environment skips it; WHY, when not empty, is what it needs root for.
+run_check()
 {
-	local build=$1 log
+	local build=$1 name=$2 switch=$3 why=$4 script=$5 log
 
-	echo "==== deb"
-	if [[ ${DEB_TEST:-1} == 0 ]]; then
-		echo "skipped: DEB_TEST=0"
+	echo "==== $name"
+	if [[ ${!switch:-1} == 0 ]]; then
+		echo "skipped: $switch=0"
 		return
 	fi
-	if ((EUID != 0)); then
-		fail "deb: needs root (chroot, mounts, BPF): run 'sudo make check'"
+	if [[ -n $why ]] && ((EUID != 0)); then
+		fail "$name: needs root ($why): run 'sudo make check'"
 		return
 	fi
 	log=$(mktemp) || exit 1
-	"$(dirname "$0")/deb-test.sh" "$build" 2>&1 | tee "$log"
-	summary_add deb "$log" "${PIPESTATUS[0]}" "checks failed (above)"
+	"$(dirname "$0")/$script" "$build" 2>&1 | tee "$log"
+	summary_add "$name" "$log" "${PIPESTATUS[0]}" "checks failed (above)"
+}
+
+# The Debian packages installed, run, removed and purged in a fresh Debian
+# 12 root (root, and Debian's mirror). DEB_TEST=0 skips it (`make check`
+# on a machine that cannot reach the mirror).
+run_deb()
+{
+	run_check "$1" deb DEB_TEST "chroot, mounts, BPF" deb-test.sh
 }
 
 # The container image built and run with podman as the DaemonSet runs it
-# (scripts/image-test.sh; root, and Debian's mirror the first time).
-# IMAGE_TEST=0 skips it.
+# (root, and Debian's mirror the first time). IMAGE_TEST=0 skips it.
 run_image()
 {
-	local build=$1 log
-
-	echo "==== image"
-	if [[ ${IMAGE_TEST:-1} == 0 ]]; then
-		echo "skipped: IMAGE_TEST=0"
-		return
-	fi
-	if ((EUID != 0)); then
-		fail "image: needs root (podman, BPF, cgroups): run 'sudo make check'"
-		return
-	fi
-	log=$(mktemp) || exit 1
-	"$(dirname "$0")/image-test.sh" "$build" 2>&1 | tee "$log"
-	summary_add image "$log" "${PIPESTATUS[0]}" "checks failed (above)"
+	run_check "$1" image IMAGE_TEST "podman, BPF, cgroups" image-test.sh
 }
 
 # The Kubernetes manifests validated offline against the API's schemas
-# (scripts/k8s-validate.sh; the npm registry the first time). K8S_TEST=0
-# skips it.
+# (the npm registry the first time). K8S_TEST=0 skips it.
 run_k8s()
 {
-	local build=$1 log
-
-	echo "==== k8s"
-	if [[ ${K8S_TEST:-1} == 0 ]]; then
-		echo "skipped: K8S_TEST=0"
-		return
-	fi
-	log=$(mktemp) || exit 1
-	"$(dirname "$0")/k8s-validate.sh" "$build" 2>&1 | tee "$log"
-	summary_add k8s "$log" "${PIPESTATUS[0]}" "checks failed (above)"
+	run_check "$1" k8s K8S_TEST "" k8s-validate.sh
 }
 
 # Only the binaries named in $2 (see --only above).
@@ -413,7 +397,7 @@ run_only()
 
 	for name in ${2//,/ }; do
 		bin=$build/tests/$name
-		if [[ $name == image || $name == k8s ]]; then
+		if [[ $name == deb || $name == image || $name == k8s ]]; then
 			"run_$name" "$build"
 		elif [[ $name == it-shim-asan ]]; then
 			[[ -x $build/tests/it-shim ]] ||

@@ -38,16 +38,10 @@ readonly LFPAIR=$LFVM_BUILD/examples/lfpair
 readonly UNIT=loopfast.service
 # Long enough to be running through a restart and a stop under TCG.
 readonly LIVE_BYTES=${LFVM_LIVE_BYTES:-4G}
-passed=0 failed=0 LIVE_PID="" LIVE_OUT=""
-
-say() { echo "lfvm: $*"; }
-ok() { passed=$((passed + 1)); say "ok   $*"; }
-bad() { failed=$((failed + 1)); say "FAIL $*"; }
-check() { # check WHAT CMD...
-	local what=$1
-	shift
-	if "$@"; then ok "$what"; else bad "$what"; fi
-}
+LIVE_PID="" LIVE_OUT=""
+ME=lfvm
+# shellcheck source=scripts/checks.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../checks.sh"
 
 prop() { systemctl show -p "$1" --value "$UNIT"; }
 
@@ -204,8 +198,9 @@ main() {
 	security_score
 	remove_purge
 	journalctl --no-pager -o short-monotonic -u "$UNIT" | tail -n 40
-	say "$LFVM_KERNEL: $passed passed, $failed failed in $((SECONDS - start)) s"
+	say "$LFVM_KERNEL: done in $((SECONDS - start)) s"
 	echo "$passed $failed $boot $((SECONDS - start))" >"$LFVM_RESULT"
+	checks_summary
 }
 
 main
