@@ -72,15 +72,17 @@ mount_if()
 	mount -t "$type" "$type" "$dir" || say "warning: cannot mount $type on $dir"
 }
 
-# A tmpfs on $1 (mode $2), unless the build directory is below $1.
+# A tmpfs on $1 (mode $2), unless the build directory or the source tree
+# is below $1.
 scratch_tmpfs()
 {
-	local build
+	local dir
 
-	build=$(cmdline_arg build)
-	case "$build/" in
-	"$1"/*) return 0 ;;
-	esac
+	for dir in "$(cmdline_arg build)" "$REPO"; do
+		case "$dir/" in
+		"$1"/*) return 0 ;;
+		esac
+	done
 	mount -t tmpfs -o mode="$2" tmpfs "$1"
 }
 
@@ -221,9 +223,15 @@ exec_systemd()
 
 	[[ -x /lib/systemd/systemd ]] || die "no /lib/systemd/systemd on the host's root"
 	write_systemd_units "$job"
-	# The host's /tmp is no business of this VM: systemd-tmpfiles would
-	# empty it at boot, one overlay whiteout per file. (systemd mounts
-	# /run itself.)
+	# The host's /tmp is no business of this VM, and may hold the source
+	# tree and the build directory: systemd-tmpfiles empties /tmp at boot
+	# (tmp.conf), one overlay whiteout per file. An empty tmp.conf in /etc
+	# masks the one in /usr/lib; a tmpfs on /tmp, where neither lies
+	# below it, keeps the host's files out of sight. (systemd mounts /run
+	# itself.)
+	if ! mkdir -p /etc/tmpfiles.d || ! : >/etc/tmpfiles.d/tmp.conf; then
+		die "cannot mask tmpfiles.d/tmp.conf"
+	fi
 	scratch_tmpfs /tmp 1777 || die "mount a tmpfs on /tmp"
 	say "$LFVM_KERNEL: starting systemd as PID 1 (lfvm.target)"
 	umount /proc
