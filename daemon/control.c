@@ -19,7 +19,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <libgen.h>
@@ -63,14 +62,6 @@ static void reply_add(struct reply *r, const char *fmt, ...)
 			return;
 		}
 	}
-}
-
-static __u64 now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
 /* The filter hooks found, one "hook KIND WHAT" line each. */
@@ -120,7 +111,7 @@ static int cmd_status(struct lf_daemon *d, const char *arg, struct reply *r)
 		r,
 		"sockhash-size %u\ndetour-limit %llu\nheartbeat-age-ms %llu\n",
 		d->dp.sockhash_size, (unsigned long long)d->policy.detour_limit,
-		(unsigned long long)(now_ns() - d->heartbeat_ns) / 1000000);
+		(unsigned long long)(lf_now_ns() - d->heartbeat_ns) / 1000000);
 	hooks_add(d, r);
 	cgroup_modes_add(d, r);
 	return 0;
@@ -546,7 +537,7 @@ void lf_ctl_serve(struct lf_daemon *d, int lfd)
 		c->slot = i;
 		c->fd = fd;
 		c->uid = peer_uid(fd);
-		c->last_ns = now_ns();
+		c->last_ns = lf_now_ns();
 		d->clients[i] = c;
 	}
 }
@@ -587,7 +578,7 @@ static int client_flush(struct lf_client *c)
 		if (n <= 0)
 			return n < 0 ? -errno : -EPIPE;
 		c->out_off += n;
-		c->last_ns = now_ns();
+		c->last_ns = lf_now_ns();
 	}
 	c->out_off = c->out_len = 0;
 	return 0;
@@ -613,7 +604,7 @@ static int client_line(char *line, void *ctx)
 	if (!err && r.stream) {
 		lc->c->streaming = 1;
 		lc->c->batch.started = 0;
-		lc->c->stream_ns = now_ns();
+		lc->c->stream_ns = lf_now_ns();
 		lc->c->owners_wait = r.owners_wait;
 	}
 	return err;
@@ -647,7 +638,7 @@ static int client_read(struct lf_client *c)
 		c->closing = 1; /* half-closed: answer what came, then go */
 		return 0;
 	}
-	c->last_ns = now_ns();
+	c->last_ns = lf_now_ns();
 	lf_ctl_in_push(&c->in, buf, n);
 	return 0;
 }
@@ -691,7 +682,8 @@ static int conns_chunk(struct lf_daemon *d, struct lf_client *c)
 static int stream_waits(const struct lf_client *c)
 {
 	return c->streaming && c->owners_wait && !c->batch.started &&
-	       now_ns() - c->stream_ns < OWNERS_WAIT_NS && lf_owners_scanning();
+	       lf_now_ns() - c->stream_ns < OWNERS_WAIT_NS &&
+	       lf_owners_scanning();
 }
 
 /* Is the client's output small enough to make more of it? */
@@ -729,7 +721,7 @@ static int client_work(struct lf_daemon *d, struct lf_client *c)
 		return client_queue(c, too_long, sizeof(too_long) - 1);
 	}
 	if (err > 0)
-		c->last_ns = now_ns();
+		c->last_ns = lf_now_ns();
 	return err < 0 ? err : 0;
 }
 
@@ -770,7 +762,7 @@ static void client_event(void *ctx, short ev)
 		shutdown(c->fd, SHUT_WR);
 		c->discard = 2;
 	}
-	if (client_done(c, err, now_ns()))
+	if (client_done(c, err, lf_now_ns()))
 		client_close(d, c->slot);
 }
 

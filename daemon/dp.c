@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -577,14 +576,6 @@ int lf_dp_conns_next(struct lf_dp *dp, struct lf_dp_cursor *cur,
 	return err ? 1 : 0;
 }
 
-static __u64 mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 /* Live connection slots: a map walk, made at most once a second. */
 long lf_dp_conns_live(struct lf_dp *dp)
 {
@@ -595,7 +586,8 @@ long lf_dp_conns_live(struct lf_dp *dp)
 	long n = 0;
 	int err;
 
-	if (dp->conns_live_ns && mono_ns() - dp->conns_live_ns < 1000000000ULL)
+	if (dp->conns_live_ns &&
+	    lf_now_ns() - dp->conns_live_ns < 1000000000ULL)
 		return dp->conns_live;
 	do {
 		err = lf_dp_conns_next(dp, &cur, keys, vals, &count);
@@ -603,7 +595,7 @@ long lf_dp_conns_live(struct lf_dp *dp)
 			n += count;
 	} while (!err);
 	dp->conns_live = n;
-	dp->conns_live_ns = mono_ns();
+	dp->conns_live_ns = lf_now_ns();
 	return n;
 }
 

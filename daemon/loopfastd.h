@@ -84,6 +84,7 @@ struct lf_dp_cursor {
 #define LF_DP_CONNS_CHUNK 256
 
 /* sys.c */
+__u64 lf_now_ns(void);
 int lf_cgroup2_root(char *buf, size_t size);
 int lf_bpffs_ensure(const char *pin_dir);
 int lf_pin_dir_lock(const char *pin_dir);

@@ -16,7 +16,6 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 #include <bpf/libbpf.h>
 
@@ -402,14 +401,6 @@ static int opts_parse(struct lf_opts *o, int argc, char **argv)
 	return 0;
 }
 
-static __u64 monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 /* Log what appeared and what went since the last scan. */
 static void hooks_log_diff(const struct lf_hooks *old,
 			   const struct lf_hooks *new, int ignore)
@@ -515,7 +506,7 @@ static int daemon_publish(struct lf_daemon *d)
 
 	daemon_watch(d);
 	lf_cgmode_sync(d->cgmode, &d->dp);
-	d->heartbeat_ns = monotonic_ns();
+	d->heartbeat_ns = lf_now_ns();
 	config_of(d, &cfg);
 	err = lf_dp_config_write(&d->dp, &cfg);
 	if (err)
@@ -761,7 +752,7 @@ static int daemon_loop(struct lf_daemon *d, int sfd)
 	__u64 next = 0, now;
 
 	while (!d->quit) {
-		now = monotonic_ns();
+		now = lf_now_ns();
 		if (now >= next) {
 			daemon_publish(d);
 			next = now + LF_HEARTBEAT_PERIOD_MS * 1000000ULL;

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -40,14 +39,6 @@ struct lf_metrics {
 	void *ctx;
 	struct mclient *c[LF_METRICS_MAX_CLIENTS];
 };
-
-static __u64 now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 /* "ADDR:PORT", "[ADDR6]:PORT" or ":PORT" (all addresses) into sa. */
 static int addr_parse(const char *s, struct sockaddr_in6 *sa)
@@ -179,7 +170,7 @@ static void accept_all(struct lf_metrics *m)
 		c->m = m;
 		c->slot = i;
 		c->fd = fd;
-		c->start_ns = now_ns();
+		c->start_ns = lf_now_ns();
 		m->c[i] = c;
 	}
 }
@@ -288,7 +279,7 @@ static void client_event(void *ctx, short ev)
 		err = client_read(c);
 	if (!err && c->out)
 		err = client_write(c);
-	if (err || now_ns() - c->start_ns > CLIENT_TIMEOUT_NS)
+	if (err || lf_now_ns() - c->start_ns > CLIENT_TIMEOUT_NS)
 		client_close(c);
 }
 

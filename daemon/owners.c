@@ -15,7 +15,6 @@
 
 #include <ctype.h>
 #include <pthread.h>
-#include <time.h>
 #include <dirent.h>
 #include <errno.h>
 #include <linux/inet_diag.h>
@@ -198,14 +197,6 @@ static struct {
 	int running;
 } scans = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static __u64 mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 static void *scan_thread(void *arg)
 {
 	struct lf_owners fresh, old;
@@ -216,7 +207,7 @@ static void *scan_thread(void *arg)
 	pthread_mutex_lock(&scans.lock);
 	old = scans.cur;
 	scans.cur = fresh;
-	scans.done_ns = mono_ns();
+	scans.done_ns = lf_now_ns();
 	scans.running = 0;
 	pthread_mutex_unlock(&scans.lock);
 	lf_owners_free(&old);
@@ -231,7 +222,7 @@ int lf_owners_want(void)
 
 	pthread_mutex_lock(&scans.lock);
 	start = !scans.running &&
-		(!scans.done_ns || mono_ns() - scans.done_ns > 1000000000ULL);
+		(!scans.done_ns || lf_now_ns() - scans.done_ns > 1000000000ULL);
 	if (start)
 		scans.running = 1;
 	pthread_mutex_unlock(&scans.lock);

@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/magic.h>
 
@@ -48,6 +49,15 @@ int lf_cgroup2_root(char *buf, size_t size)
 	}
 	endmntent(f);
 	return err;
+}
+
+/* CLOCK_MONOTONIC in ns: the daemon's one clock for ages and deadlines. */
+__u64 lf_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
 int lf_mkdir_p(const char *path, unsigned int mode)
