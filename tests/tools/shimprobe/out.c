@@ -129,7 +129,8 @@ void timer_set(long first_us, long interval_us)
 /*
  * Run fn(arg) in a child process, bounded: the child prints its own
  * lines; when it is not done in timeout_ms it is killed and `key=hung`
- * printed (for a call TCP blocks in too, that is TCP's answer). The child's exit status when it finished, -1 when killed.
+ * printed (for a call TCP blocks in too, that is TCP's answer). Returns
+ * the child's exit status when it finished, -1 when killed.
  */
 int bounded(const char *key, int timeout_ms, void (*fn)(void *), void *arg)
 {
