@@ -75,6 +75,28 @@ running() {
 		[[ $(prop Type) == notify ]]
 }
 
+# Its main process is $1 (same), or another one (new), and it runs.
+same_process() { [[ $(prop MainPID) == "$1" ]] && running; }
+new_process() {
+	local pid
+
+	pid=$(prop MainPID)
+	[[ $pid != "$1" && $pid != 0 ]] && running
+}
+
+# Stopped with the data path left pinned.
+stopped_pinned() { [[ $(prop ActiveState) == inactive && -d $PIN/links ]]; }
+
+# Not running, and the data path unloaded.
+stopped_unloaded() { [[ $(prop ActiveState) != active && ! -e $PIN/links ]]; }
+
+# Nothing of the package is left.
+purged() {
+	[[ ! -e /etc/loopfast && ! -e /usr/sbin/loopfastd &&
+		! -L /etc/systemd/system/multi-user.target.wants/$UNIT ]] &&
+		! dpkg -s loopfast >/dev/null 2>&1
+}
+
 install_package() {
 	local debs=("$LFVM_BUILD"/deb/loopfast_*.deb)
 
@@ -109,7 +131,7 @@ reload_mode() {
 	echo "mode = all" >>"$CONF"
 	check "systemctl reload" systemctl reload "$UNIT"
 	check "the reload kept the process and the unit active" \
-		sh -c "test '$(prop MainPID)' = '$pid' && test \"\$(systemctl show -p ActiveState --value $UNIT)\" = active"
+		same_process "$pid"
 	check "the reload applied mode = all from the file" \
 		sh -c "loopfastctl status | grep -Eq '^mode:? +all'"
 	sed -i '/^mode = all$/d' "$CONF"
@@ -143,11 +165,10 @@ restart_stop_live() {
 	pid=$(prop MainPID)
 	check "systemctl restart with the connection live" systemctl restart "$UNIT"
 	check "restarted: a new process, active (running) again" \
-		sh -c "running_pid=\$(systemctl show -p MainPID --value $UNIT); test \"\$running_pid\" != '$pid' -a \"\$running_pid\" != 0"
+		new_process "$pid"
 	check "the restarted daemon adopted the live connection" live_and_listed
 	check "systemctl stop with the connection live" systemctl stop "$UNIT"
-	check "stopped: inactive, the data path still pinned" \
-		sh -c "test \"\$(systemctl show -p ActiveState --value $UNIT)\" = inactive -a -d '$PIN/links'"
+	check "stopped: inactive, the data path still pinned" stopped_pinned
 	check "the transfer was still running after the stop" \
 		kill -0 "$LIVE_PID"
 	wait "$LIVE_PID"
@@ -172,10 +193,9 @@ remove_purge() {
 	check "systemctl start again" systemctl start "$UNIT"
 	check "dpkg -r loopfast" dpkg -r loopfast
 	check "remove stopped the unit and unloaded the data path" \
-		sh -c "test \"\$(systemctl show -p ActiveState --value $UNIT)\" != active -a ! -e '$PIN/links'"
+		stopped_unloaded
 	check "dpkg -P loopfast" dpkg -P loopfast
-	check "purge leaves nothing of the package" \
-		sh -c "test ! -e /etc/loopfast -a ! -e /usr/sbin/loopfastd -a ! -L /etc/systemd/system/multi-user.target.wants/$UNIT && ! dpkg -s loopfast >/dev/null 2>&1"
+	check "purge leaves nothing of the package" purged
 }
 
 main() {
