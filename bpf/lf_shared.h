@@ -183,6 +183,7 @@ enum lf_tcp_why {
 	LF_WHY_STATE, /* sent before the pair completed, or after shutdown */
 	LF_WHY_PEER_GONE, /* the peer left the sockhash */
 	LF_WHY_TXTS, /* its sender asked for send timestamps: TCP makes them */
+	LF_WHY_RELEASE, /* idle while the other took TCP for a bulk reason */
 };
 
 /* Index of each per-CPU counter in lf_stats. */

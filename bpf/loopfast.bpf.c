@@ -753,25 +753,66 @@ static __always_inline int conn_quiet(struct lf_conn *c)
 	       !lf_unread_redirected(c->redir[1], c->read[1]);
 }
 
+/* Reasons of a bulk direction on TCP, whose idle twin the release may end. */
+static __always_inline int why_bulk(__u32 why)
+{
+	return why == LF_WHY_BACKLOG || why == LF_WHY_SMALL;
+}
+
+/* tcp_sock's advertised window (CO-RE: the kernel's layout, one field). */
+struct tcp_sock___lf {
+	__u32 rcv_wnd;
+} __attribute__((preserve_access_index));
+
+/*
+ * Is the receive window sk last advertised open? Since 6.13 redirected
+ * bytes waiting unread are charged to the reader's receive buffer, and
+ * reading them sends no window update: a window advertised while they
+ * waited may still read closed after they were read.
+ */
+static __always_inline int sk_window_open(struct bpf_sock *sk)
+{
+	struct tcp_sock___lf *tp;
+
+	if (!sk)
+		return 0;
+	tp = (void *)bpf_skc_to_tcp_sock(sk);
+	return tp && tp->rcv_wnd;
+}
+
 /*
  * 1 when the pair may leave the sockhash now: both directions take TCP
- * for good, each by its own sender's decision, and it is quiet. No
- * direction is sent to TCP by the release: a direction on TCP whose socket
- * is still held by the sockmap (a reader or writer inside the sockmap's
- * calls keeps the psock a while after the delete) sends through the
- * sockmap's send path, which holds back a partial segment that MSG_MORE,
- * splice or a huge write leave, and under a tiny receive buffer such a
- * sender was measured waiting seconds for its window (torture seed
- * 0x5eed scenarios 40 and 59, seed 0x3c5a scenario 2725, with a release
- * that sent the idle direction to TCP). The busy[d] read follows the
- * tcp[d] read; lf_msg raises busy[d] with a fetching atomic before it
- * reads tcp[d], and tcp[d], once set, stays set: a sender either sees
- * TCP, or is seen busy, or has its redirect counted in redir[d] already
- * (before it is queued) and so unread.
+ * for good, and it is quiet. Each direction takes TCP by its own sender's
+ * decision, with one exception: the idle twin of a bulk direction (its
+ * reader fell behind, or a small-write stream), whose sender sk is, is
+ * sent to TCP here, at the moment the pair is quiet and sk's window is
+ * open. A one-way stream is then plain TCP too. Its sender, forced onto
+ * TCP while the reader's last advertised window read closed (charged with
+ * redirected bytes since read), was measured waiting seconds for a
+ * persist probe (torture seed 0x5eed scenarios 40 and 59, seed 0x3c5a
+ * scenarios 2725 and 3958, without the window test).
+ *
+ * tcp[o] is set by a fetching atomic, which orders it before the busy[o]
+ * read of conn_quiet; lf_msg raises busy[o] the same way before it reads
+ * tcp[o], and tcp[o], once set, stays set: a sender either sees TCP, or
+ * is seen busy, or has its redirect counted in redir[o] already (before
+ * it is queued) and so unread.
  */
-static __always_inline int release_ready(struct lf_conn *c)
+static __always_inline int release_ready(struct lf_conn *c, struct lf_sk *s,
+					 struct bpf_sock *sk)
 {
-	return READ_ONCE(c->tcp[0]) && READ_ONCE(c->tcp[1]) && conn_quiet(c);
+	__u32 d = sk_dir(s), o = !d;
+
+	if (READ_ONCE(c->tcp[0]) && READ_ONCE(c->tcp[1]))
+		return conn_quiet(c);
+	if (!READ_ONCE(c->tcp[d]) || !why_bulk(READ_ONCE(c->why[d])) ||
+	    !conn_quiet(c) || !sk_window_open(sk))
+		return 0;
+	if (!__sync_fetch_and_or(&c->tcp[o], 1)) {
+		c->why[o] = LF_WHY_RELEASE;
+		stat_add(LF_ST_DETOURS, 1);
+	}
+	return conn_quiet(c);
 }
 
 /*
@@ -801,7 +842,7 @@ static __always_inline void ops_rtt(struct bpf_sock_ops *skops)
 		bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
 		return;
 	}
-	if (c->state != LF_CONN_PAIRED || !release_ready(c) ||
+	if (c->state != LF_CONN_PAIRED || !release_ready(c, s, skops->sk) ||
 	    __sync_val_compare_and_swap(&c->state, LF_CONN_PAIRED,
 					LF_CONN_RELEASED) != LF_CONN_PAIRED)
 		return;

@@ -185,6 +185,7 @@ static const char *tcp_why_name(__u32 why)
 		[LF_WHY_STATE] = "state",
 		[LF_WHY_PEER_GONE] = "peer-gone",
 		[LF_WHY_TXTS] = "tx-timestamps",
+		[LF_WHY_RELEASE] = "release",
 	};
 
 	return why < sizeof(names) / sizeof(names[0]) ? names[why] : "?";

@@ -199,16 +199,19 @@ Test(release, small_write_stream_is_released_intact)
 	dirs_run(&snd, &rcv, 1);
 	rel = lf_env_stat_wait(&env, "tcp-small-writes", 1, 2000);
 	cr_assert(rel >= 1,
-		  "a 256 MiB stream of small writes was not released");
+		  "a 256 MiB stream of small writes did not take TCP");
+	cr_assert(lf_env_stat_wait(&env, "released", 1, 2000) >= 1,
+		  "a one-way stream of small writes was not released");
 	cr_assert(lf_state(c) == 1 && lf_state(s) == 1,
 		  "a released pair must still report LOOPFAST_STATE 1");
 	cr_assert(lf_env_ctl(&env, "conns", reply, sizeof(reply)) == 0);
 	/*
-	 * The sending direction; the other takes TCP at its first send, and
-	 * only then is the pair released (the release moves no direction).
+	 * The sending direction took TCP; the idle one was sent there by the
+	 * release, which followed once nothing redirected was unread.
 	 */
 	cr_assert(strstr(reply, "c2s-tcp=1 c2s-why=small-writes") &&
-			  strstr(reply, "s2c-tcp=0 s2c-why=-"),
+			  strstr(reply, "s2c-tcp=1 s2c-why=release") &&
+			  strstr(reply, "state=released"),
 		  "conns:\n%s", reply);
 	lf_close(&c);
 	lf_close(&s);
@@ -266,7 +269,7 @@ Test(release, many_pairs_released_intact)
 	lf_env_finish(&env);
 }
 
-/* Large writes to a reader that stalls: a long detour, then released. */
+/* Large writes to a reader that stalls: a detour, then released. */
 Test(release, reader_far_behind_goes_tcp_intact)
 {
 	struct lf_env_opts o = { .release_run = "8" };
@@ -282,6 +285,9 @@ Test(release, reader_far_behind_goes_tcp_intact)
 	dirs_run(&snd, &rcv, 1);
 	cr_assert(lf_env_stat(&env, "detours") >= 1,
 		  "the reader fell behind and the direction stayed redirected");
+	/* One-way: the idle direction goes with it, plain TCP at last. */
+	cr_assert(lf_env_stat_wait(&env, "released", 1, 2000) >= 1,
+		  "a one-way stream that detoured was not released");
 	cr_assert(lf_state(c) == 1 && lf_state(s) == 1);
 	lf_close(&c);
 	lf_close(&s);
