@@ -280,7 +280,9 @@ round() {
 	local t m
 	for t in $TOOLS; do
 		for m in "$@"; do
+			[ "$m" = fast ] && carried_mark
 			"${t}_run" "$m"
+			[ "$m" = fast ] && carried_add "$t"
 		done
 		printf ' %s' "$t" >&2
 	done
@@ -288,6 +290,27 @@ round() {
 }
 
 stat_of() { ctl stats | awk -v k="$1:" '$1 == k { print $2 }'; }
+
+# What the fast path carried of each tool's fast runs, so that a tool
+# whose connections detoured or were released is not credited to it:
+# the counters before a run, then their growth added to carried.TOOL.
+CARRIED="paired bytes-redirected bytes-detoured released"
+carried_mark() {
+	local k
+	MARK=()
+	for k in $CARRIED; do MARK+=("$(stat_of "$k")"); done
+}
+
+carried_add() {
+	local t=$1 k i=0 f=$WORK/carried.$1 now=() sum=()
+	for k in $CARRIED; do
+		now+=($(($(stat_of "$k") - MARK[i])))
+		i=$((i + 1))
+	done
+	[ -f "$f" ] && read -ra sum <"$f"
+	for i in "${!now[@]}"; do now[i]=$((now[i] + ${sum[i]:-0})); done
+	echo "${now[*]}" >"$f"
+}
 
 # Medians, min-max and ratios of every metric: a table and the JSON.
 report() {
@@ -316,10 +339,17 @@ for f in sorted(glob.glob(os.path.join(work, "r.*.plain"))):
     rows.append({"tool": tool, "metric": metric,
                  "lower_is_better": metric in lower,
                  "plain": side["plain"], "fast": side["fast"], "gain": gain})
+carried = {}
+for f in sorted(glob.glob(os.path.join(work, "carried.*"))):
+    v = [int(x) for x in open(f).read().split()]
+    carried[os.path.basename(f).split(".", 1)[1]] = dict(zip(
+        ("paired", "bytes_redirected", "bytes_detoured", "released"), v))
 doc = {"kernel": platform.release(), "cpus": os.cpu_count(),
        "date": time.strftime("%Y-%m-%d"), "rounds": int(rounds),
        "seconds_per_run": int(run_s), "paired": int(paired),
-       "bytes_redirected": int(redirected), "results": rows}
+       "bytes_redirected": int(redirected), "carried": carried,
+       "carried_note": "per tool, over its fast runs: connections paired, bytes redirected, bytes sent through TCP while paired (detoured), pairs released to plain TCP (after which nothing is counted)",
+       "results": rows}
 with open(path, "w") as f:
     json.dump(doc, f, indent=2)
 print("\n%-9s %-16s %24s %24s %7s" % ("tool", "metric", "plain TCP", "loopfast", "gain"))
@@ -330,6 +360,15 @@ for r in rows:
           fmt(r["fast"]), r["gain"] or 0))
 print("\nmedian (min-max) of %s rounds, %s s per run; gain: how many times better"
       " loopfast is (plain/fast for latency, fast/plain otherwise)" % (rounds, run_s))
+print("\nwhat the fast path carried of each tool's fast runs:")
+for tool, c in carried.items():
+    note = ""
+    if c["released"]:
+        note = "; %d released to plain TCP: what they sent after is TCP's, uncounted" % c["released"]
+    elif c["bytes_detoured"] > c["bytes_redirected"]:
+        note = "; mostly TCP through the sockmap's send path"
+    print("  %-9s %d paired, %d bytes redirected, %d detoured%s" % (
+        tool, c["paired"], c["bytes_redirected"], c["bytes_detoured"], note))
 EOF
 }
 
