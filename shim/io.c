@@ -10,9 +10,10 @@
  *
  * The hot path is the plain call: a read that succeeds costs no extra
  * system call. Only a read that fails with EAGAIN, or comes back short
- * under MSG_WAITALL, asks what the socket is (cached per fd), whether it
- * blocks and whether it has SO_RCVTIMEO, and then waits (poll) and calls
- * again, as the kernel does for TCP.
+ * under MSG_WAITALL, asks whether the socket blocks (one fcntl, all that
+ * an event loop's non-blocking sockets pay), what it is (cached per fd)
+ * and whether it has SO_RCVTIMEO, and then waits (poll) and calls again,
+ * as the kernel does for TCP.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -65,10 +66,11 @@ static int fast_blocking(int fd, int flags, int any_tcp, struct timeval *to)
 
 	if (flags & MSG_DONTWAIT)
 		goto out;
-	if (any_tcp ? !tcp_sock(fd) : shim__fd_state(fd) != SHIM_FD_FAST)
-		goto out;
+	/* First what answers an event loop's every EAGAIN in one call. */
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fl & O_NONBLOCK)
+		goto out;
+	if (any_tcp ? !tcp_sock(fd) : shim__fd_state(fd) != SHIM_FD_FAST)
 		goto out;
 	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len))
 		goto out;
