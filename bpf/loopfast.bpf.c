@@ -9,7 +9,9 @@
  *   fexit/tcp_bpf_recvmsg                 loads the one the kernel offers
  *
  * Only UAPI headers: the tracing programs take struct sock as an opaque
- * pointer that they hand to bpf_sk_storage_get().
+ * pointer that they hand to bpf_sk_storage_get(). One kernel field is
+ * read through CO-RE (tcp_sock.rcv_wnd, see sk_window_open), relocated
+ * by libbpf against the running kernel's BTF.
  */
 #include <linux/bpf.h>
 #include <linux/types.h>
