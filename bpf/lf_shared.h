@@ -92,7 +92,7 @@ struct lf_key {
 #define LF_SK_IN_MAP 0x8 /* was put into the sockhash under its own key */
 #define LF_SK_CLOSED 0x10 /* its connection closed; in_* below count on */
 #define LF_SK_SMALL_SNDBUF 0x20 /* SO_SNDBUF under LF_MIN_SNDBUF was asked */
-#define LF_SK_RELEASED 0x40 /* its connection closed after its release */
+#define LF_SK_RELEASED 0x40 /* its connection was released: reads uncounted */
 #define LF_SK_TXTS 0x80 /* SO_TIMESTAMPING asks for send timestamps */
 
 /*

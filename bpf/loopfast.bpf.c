@@ -851,7 +851,7 @@ static __always_inline void ops_rtt(struct bpf_sock_ops *skops)
 	sk_own_key(s, &own);
 	bpf_map_delete_elem(&lf_sockhash, &own);
 	bpf_map_delete_elem(&lf_sockhash, &s->peer);
-	s->flags &= ~LF_SK_IN_MAP;
+	s->flags = (s->flags & ~LF_SK_IN_MAP) | LF_SK_RELEASED;
 	bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
 	stat_add(LF_ST_RELEASED, 1);
 }
@@ -1039,10 +1039,15 @@ static __always_inline void count_read(struct sock *sk, int ret, int flags)
 		__sync_fetch_and_add(&s->in_read, ret);
 		return;
 	}
-	if (!(s->flags & LF_SK_CONN))
+	if ((s->flags & (LF_SK_CONN | LF_SK_RELEASED)) != LF_SK_CONN)
 		return;
 	c = bpf_map_lookup_elem(&lf_conns, &s->conn);
-	if (c && c->cookie[sk_dir(s)] == s->cookie)
+	if (!c || c->cookie[sk_dir(s)] != s->cookie)
+		return;
+	/* Released: quiet for good, nothing reads the count any more. */
+	if (c->state == LF_CONN_RELEASED)
+		s->flags |= LF_SK_RELEASED;
+	else
 		__sync_fetch_and_add(&c->read[peer_dir(s)], ret);
 }
 
