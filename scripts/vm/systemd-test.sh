@@ -138,10 +138,11 @@ reload_mode() {
 	systemctl reload "$UNIT"
 }
 
-# The live connection is still listed and the transfer still runs.
+# The live connection is still listed and the transfer still runs: paired,
+# or released to plain TCP once the one-way stream's reader fell behind.
 live_and_listed() {
 	kill -0 "$LIVE_PID" 2>/dev/null || return 1
-	loopfastctl conns | grep -q '^conn .* state=paired'
+	loopfastctl conns | grep -Eq '^conn .* state=(paired|released)'
 }
 
 live_start() {
