@@ -293,15 +293,31 @@ Test(pairing, ipv4_different_127_addresses)
 	lf_env_finish(&env);
 }
 
-/* The conns line of the connection whose client has this port. */
-static int conn_counts(int port, unsigned long long v[6])
+/*
+ * The conns line of the connection whose client has this port, cut at
+ * its end inside reply; NULL when there is none.
+ */
+static char *conn_line(int port, char *reply, size_t size)
 {
-	char reply[16384], needle[16], *p;
+	char needle[16], *p, *eol;
 
-	if (lf_env_ctl(&env, "conns", reply, sizeof(reply)))
-		return -1;
+	if (lf_env_ctl(&env, "conns", reply, size))
+		return NULL;
 	snprintf(needle, sizeof(needle), ":%d ", port);
 	p = strstr(reply, needle);
+	if (!p)
+		return NULL;
+	eol = strchr(p, '\n');
+	if (eol)
+		*eol = 0;
+	return p;
+}
+
+/* Its per-direction counts: redirected, read, backlog (c2s, s2c). */
+static int conn_counts(int port, unsigned long long v[6])
+{
+	char reply[16384], *p = conn_line(port, reply, sizeof(reply));
+
 	if (!p)
 		return -1;
 	p = strstr(p, "c2s-redirected=");
@@ -317,21 +333,12 @@ static int conn_counts(int port, unsigned long long v[6])
 	return 0;
 }
 
-/* Is the connection of this client port released (plain TCP again)? */
+/* Is it released (plain TCP again)? */
 static int conn_released(int port)
 {
-	char reply[16384], needle[16], *p, *eol;
+	char reply[16384], *p = conn_line(port, reply, sizeof(reply));
 
-	if (lf_env_ctl(&env, "conns", reply, sizeof(reply)))
-		return 0;
-	snprintf(needle, sizeof(needle), ":%d ", port);
-	p = strstr(reply, needle);
-	if (!p)
-		return 0;
-	eol = strchr(p, '\n');
-	if (eol)
-		*eol = 0;
-	return strstr(p, "state=released") != NULL;
+	return p && strstr(p, "state=released");
 }
 
 /*
