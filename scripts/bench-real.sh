@@ -295,20 +295,24 @@ stat_of() { ctl stats | awk -v k="$1:" '$1 == k { print $2 }'; }
 # whose connections detoured or were released is not credited to it:
 # the counters before a run, then their growth added to carried.TOOL.
 CARRIED="paired bytes-redirected bytes-detoured released"
-carried_mark() {
-	local k
-	MARK=()
-	for k in $CARRIED; do MARK+=("$(stat_of "$k")"); done
+
+# The CARRIED counters, in that order, from one `stats` call.
+carried_now() {
+	ctl stats | awk -v keys="$CARRIED" '
+		BEGIN { n = split(keys, k, " "); for (i = 1; i <= n; i++) at[k[i] ":"] = i }
+		$1 in at { v[at[$1]] = $2 }
+		END { for (i = 1; i <= n; i++) printf "%d%s", v[i], i < n ? " " : "\n" }'
 }
 
+carried_mark() { read -ra MARK < <(carried_now); }
+
 carried_add() {
-	local t=$1 k i=0 f=$WORK/carried.$1 now=() sum=()
-	for k in $CARRIED; do
-		now+=($(($(stat_of "$k") - MARK[i])))
-		i=$((i + 1))
-	done
+	local f=$WORK/carried.$1 i now=() sum=()
+	read -ra now < <(carried_now)
 	[ -f "$f" ] && read -ra sum <"$f"
-	for i in "${!now[@]}"; do now[i]=$((now[i] + ${sum[i]:-0})); done
+	for i in "${!now[@]}"; do
+		now[i]=$((now[i] - MARK[i] + ${sum[i]:-0}))
+	done
 	echo "${now[*]}" >"$f"
 }
 
